@@ -1,0 +1,209 @@
+/* lvrpc.h - libvirt's remote RPC protocol, spoken directly from C.
+ *
+ * One opaque handle (lvrpc_client) opened from a libvirt URI.  Every call is
+ * synchronous for the calling thread and may be made from any number of
+ * threads at once on the same handle.  How a call reaches the daemon is chosen
+ * when the handle is opened (lvrpc_mode); nothing else in the API depends on it.
+ *
+ * Error convention (the same for every function that returns int):
+ *   - the return value is LVRPC_OK (0) on success, else an lvrpc_err code;
+ *   - the details of the calling thread's last failure are kept in a
+ *     thread-local record, copied out with lvrpc_last_error().  A failing
+ *     call overwrites it; a successful call leaves it alone.
+ *
+ * Ownership: replies are allocated by the library and belong to the caller,
+ * who frees each one, nested parts included, with lvrpc_reply_free().
+ */
+#ifndef LVRPC_H
+#define LVRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <rpc/rpc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define LVRPC_API __attribute__((visibility("default")))
+#else
+#define LVRPC_API
+#endif
+
+/* Version of this library, as major * 10000 + minor * 100 + micro. */
+#define LVRPC_VERSION 100
+
+/* ------------------------------------------------------------------ errors */
+
+/* Error codes.  LVRPC_OK is 0; codes are only ever appended. */
+typedef enum lvrpc_err {
+    LVRPC_OK = 0,
+    LVRPC_ENOMEM = 1,       /* out of memory */
+    LVRPC_EINVAL = 2,       /* bad argument or malformed URI */
+    LVRPC_EREFUSED = 3,     /* the peer refused the connection */
+    LVRPC_EUNREACHABLE = 4, /* unknown host, no route, no such socket path */
+    LVRPC_ETIMEDOUT = 5,    /* the call or connect did not finish in time */
+    LVRPC_EPROTO = 6,       /* the peer broke the protocol (bad length, serial, ...) */
+    LVRPC_ECLOSED = 7,      /* the connection or handle was closed */
+    LVRPC_EREMOTE = 8,      /* the daemon answered with an error (see remote_*) */
+    LVRPC_EAUTH = 9,        /* the daemon asks for an auth method lvrpc lacks */
+    LVRPC_ENOTSUP = 10,     /* feature, transport or mode not supported */
+    LVRPC_ESYS = 11,        /* another operating-system error (see sys_errno) */
+    LVRPC_ETLS = 12         /* TLS handshake or certificate failure */
+} lvrpc_err;
+
+/* The detail record of one failure.  For LVRPC_EREMOTE, remote_code,
+ * remote_domain and remote_level are libvirt's virErrorNumber, virErrorDomain
+ * and virErrorLevel, and message is the daemon's own message.  For local
+ * causes remote_* are 0 and message says what happened. */
+typedef struct lvrpc_error {
+    int code;          /* lvrpc_err */
+    int sys_errno;     /* errno behind the failure, or 0 */
+    int remote_code;   /* libvirt error number (e.g. 42 = VIR_ERR_NO_DOMAIN) */
+    int remote_domain; /* libvirt error domain */
+    int remote_level;  /* libvirt error level (1 warning, 2 error) */
+    char message[1024]; /* NUL-terminated; long messages are truncated */
+} lvrpc_error;
+
+/* A static English description of an error code.  Never NULL. */
+LVRPC_API const char *lvrpc_strerror(int code);
+
+/* Copies the calling thread's last error into *out and returns its code
+ * (LVRPC_OK, with an empty message, if nothing has failed on this thread). */
+LVRPC_API int lvrpc_last_error(lvrpc_error *out);
+
+/* The calling thread's last error message (valid until the thread's next
+ * lvrpc call).  Never NULL. */
+LVRPC_API const char *lvrpc_last_message(void);
+
+/* ------------------------------------------------------------ the handle */
+
+typedef struct lvrpc_client lvrpc_client;
+
+typedef enum lvrpc_mode {
+    /* Every call in progress has a socket of its own: an idle socket is taken
+     * from the handle's free list, or a new one is opened and handshaken, and
+     * it goes back to the list when the call ends.  Calls never wait on each
+     * other until max_sockets calls are in progress. */
+    LVRPC_MODE_DIRECT = 0,
+    /* A pool of pool_size connections, each with a reader thread; callers
+     * share them and at most max_inflight calls are in flight per connection. */
+    LVRPC_MODE_SHARED = 1
+} lvrpc_mode;
+
+/* Open flags. */
+#define LVRPC_OPEN_READONLY 0x1u /* VIR_CONNECT_RO: open read-only */
+
+/* Options for lvrpc_open().  A zeroed struct ({0}) means the documented
+ * defaults; new fields are only ever added at the end. */
+typedef struct lvrpc_options {
+    lvrpc_mode mode;           /* default LVRPC_MODE_DIRECT */
+    unsigned flags;            /* LVRPC_OPEN_* */
+    unsigned call_timeout_ms;  /* per call; 0 = 30000 (30 s) */
+    unsigned connect_timeout_ms; /* connect + handshake; 0 = 10000 */
+    /* Direct mode */
+    unsigned max_sockets;      /* sockets open at once; 0 = 64 */
+    unsigned max_idle;         /* idle sockets kept; 0 = 8 */
+    /* Shared mode */
+    unsigned pool_size;        /* connections; 0 = 1 */
+    unsigned max_inflight;     /* calls in flight per connection; 0 = 5 */
+    unsigned reconnect_min_ms; /* first reconnect delay; 0 = 100 */
+    unsigned reconnect_max_ms; /* backoff cap; 0 = 5000 */
+    unsigned reserved[8];      /* must be 0 */
+} lvrpc_options;
+
+#define LVRPC_DEFAULT_CALL_TIMEOUT_MS 30000u
+#define LVRPC_DEFAULT_CONNECT_TIMEOUT_MS 10000u
+
+/* Opens a handle to the daemon named by a libvirt URI, e.g.
+ *   test+tcp://127.0.0.1:16509/default   qemu+unix:///system?socket=/path
+ *   test:///default (local daemon's default UNIX socket)
+ * URI rules follow libvirt's client: driver[+transport]://[user@][host][:port]/path[?params];
+ * transport unix when there is no host, tls when there is one; ports 16509
+ * (tcp) and 16514 (tls); params socket=, name=, mode=, pkipath=, no_verify=.
+ * The first connection is opened and handshaken (auth list, connect open)
+ * before this returns, so a bad URI or unreachable daemon fails here.
+ * opts may be NULL (all defaults).  On success *out is a new handle that the
+ * caller closes with lvrpc_close(); on failure *out is NULL. */
+LVRPC_API int lvrpc_open(const char *uri, const lvrpc_options *opts,
+                         lvrpc_client **out);
+
+/* Closes the handle.  Calls still in progress on other threads are woken
+ * with LVRPC_ECLOSED, and lvrpc_close() waits until they have returned
+ * before freeing the handle; no call may be *started* after lvrpc_close()
+ * has begun.  NULL is allowed. */
+LVRPC_API void lvrpc_close(lvrpc_client *c);
+
+/* Changes the per-call timeout for calls started afterwards (0 = default). */
+LVRPC_API void lvrpc_set_timeout(lvrpc_client *c, unsigned call_timeout_ms);
+
+/* The mode the handle was opened in. */
+LVRPC_API lvrpc_mode lvrpc_get_mode(const lvrpc_client *c);
+
+/* The URI sent to the daemon in connect open (e.g. "test:///default").
+ * Owned by the handle. */
+LVRPC_API const char *lvrpc_get_name(const lvrpc_client *c);
+
+/* Counters of a handle, for monitoring. */
+typedef struct lvrpc_stats {
+    uint64_t calls;          /* calls completed (any outcome) */
+    uint64_t errors;         /* calls that returned an error */
+    uint64_t sockets_opened; /* connections opened and handshaken */
+    unsigned sockets_open;   /* connections open now */
+    uint64_t dropped_replies;/* replies to abandoned or unknown serials */
+    uint64_t reconnects;     /* Shared mode: connections re-established */
+} lvrpc_stats;
+LVRPC_API void lvrpc_get_stats(lvrpc_client *c, lvrpc_stats *out);
+
+/* ------------------------------------------------------------ calls */
+
+/* The remote program (libvirt's public API) and its version. */
+#define LVRPC_PROGRAM_REMOTE 0x20008086u
+#define LVRPC_PROGRAM_REMOTE_VERSION 1u
+
+/* A generic call: sends procedure proc of program prog/vers with args encoded
+ * by xdr_args (NULL for no arguments), waits for the
+ * reply and decodes it with xdr_ret into a new zeroed buffer of ret_size
+ * bytes.  On success, if ret is not NULL, *ret is that buffer: the caller
+ * frees it with lvrpc_reply_free().  With xdr_ret NULL the reply body must be
+ * empty and *ret is left NULL.  On failure *ret is NULL. */
+LVRPC_API int lvrpc_call(lvrpc_client *c, unsigned prog, unsigned vers,
+                         int proc, xdrproc_t xdr_args, const void *args,
+                         xdrproc_t xdr_ret, size_t ret_size, void **ret);
+
+/* Frees a reply returned by lvrpc_call() or by a typed call, with every
+ * string, array and optional part it holds.  NULL is allowed. */
+LVRPC_API void lvrpc_reply_free(void *ret);
+
+/* ------------------------------------------------------------ procedures */
+
+/* One procedure of a program, as the definitions describe it. */
+typedef struct lvrpc_proc_info {
+    unsigned prog;
+    int proc;
+    const char *name;      /* e.g. "DOMAIN_LOOKUP_BY_NAME" */
+    xdrproc_t xdr_args;    /* NULL when the call takes no arguments */
+    size_t args_size;
+    xdrproc_t xdr_ret;     /* NULL when the reply is empty */
+    size_t ret_size;
+} lvrpc_proc_info;
+
+/* Looks a procedure up by number or by name (without the LVRPC_PROC_
+ * prefix, case-insensitive).  Returns a static record, or NULL. */
+LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_number(unsigned prog, int proc);
+LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_name(const char *name);
+
+/* The table of all procedures the library knows, and its length. */
+LVRPC_API const lvrpc_proc_info *lvrpc_proc_table(size_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* The protocol's types (generated from the project's XDR definitions) and
+ * a typed call for every procedure they contain. */
+#include <lvrpc_remote.h>
+#include <lvrpc_calls.h>
+
+#endif /* LVRPC_H */

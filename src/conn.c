@@ -1,0 +1,319 @@
+/* conn.c - one connection: framing, serials, the handshake, a synchronous call. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "lvrpc_internal.h"
+
+/* libvirt's VIR_ERR_NO_SUPPORT: an old daemon without AUTH_LIST. */
+#define VIR_ERR_NO_SUPPORT 3
+#define CLOSE_TIMEOUT_MS 1000
+#define RBUF_SHRINK_ABOVE (1u << 20)
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return ntohl(v);
+}
+
+/* Makes sure [rpos, rpos + want) is in the buffer, reading as much as the
+ * socket has (so that one recv() usually brings a whole reply). */
+static int fill(lvrpci_conn *c, size_t want, int64_t deadline)
+{
+    lvrpci_buf *b = &c->rbuf;
+
+    if (b->len - c->rpos >= want)
+        return LVRPC_OK;
+    if (c->rpos > 0) { /* compact: unread bytes to the front */
+        memmove(b->data, b->data + c->rpos, b->len - c->rpos);
+        b->len -= c->rpos;
+        c->rpos = 0;
+    }
+    if (b->cap < want) {
+        int rc = lvrpci_buf_reserve(b, want < LVRPCI_RBUF_INITIAL ? LVRPCI_RBUF_INITIAL : want);
+        if (rc != LVRPC_OK)
+            return rc;
+    }
+    while (b->len < want) {
+        ssize_t n = c->t->ops->read_some(c->t, b->data + b->len, b->cap - b->len, deadline);
+        if (n < 0) {
+            c->broken = 1;
+            if (-n == LVRPC_ECLOSED && b->len > 0)
+                return lvrpci_fail(LVRPC_ECLOSED, 0,
+                                   "connection closed by the daemon in the middle of a packet "
+                                   "(%zu of %zu bytes)", b->len, want);
+            return (int)-n;
+        }
+        b->len += (size_t)n;
+    }
+    return LVRPC_OK;
+}
+
+int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline, const unsigned char **pkt,
+                            size_t *len)
+{
+    uint32_t plen;
+    int rc;
+
+    if (c->rpos == c->rbuf.len) {
+        c->rpos = c->rbuf.len = 0;
+        if (c->rbuf.cap > RBUF_SHRINK_ABOVE) { /* give back a big packet's buffer */
+            lvrpci_buf_clear(&c->rbuf);
+        }
+    }
+    if ((rc = fill(c, LVRPCI_LEN_WORD, deadline)) != LVRPC_OK)
+        return rc;
+    plen = get32(c->rbuf.data + c->rpos);
+    /* The length word is checked before anything is allocated for it. */
+    if (plen < LVRPCI_PACKET_MIN || plen > LVRPCI_PACKET_MAX) {
+        c->broken = 1;
+        return lvrpci_fail(LVRPC_EPROTO, 0,
+                           "the daemon sent a packet length of %u bytes (allowed: %u to %u)",
+                           plen, LVRPCI_PACKET_MIN, LVRPCI_PACKET_MAX);
+    }
+    if ((rc = fill(c, plen, deadline)) != LVRPC_OK)
+        return rc;
+    *pkt = c->rbuf.data + c->rpos;
+    *len = plen;
+    c->rpos += plen;
+    return LVRPC_OK;
+}
+
+int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadline)
+{
+    int rc = c->t->ops->write_all(c->t, pkt, len, deadline);
+
+    if (rc != LVRPC_OK)
+        c->broken = 1;
+    return rc;
+}
+
+int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline)
+{
+    unsigned char pkt[LVRPCI_PACKET_MIN];
+    lvrpci_header h = {LVRPC_KEEPALIVE_PROGRAM, LVRPC_KEEPALIVE_VERSION, LVRPC_KEEPALIVE_PONG,
+                       LVRPC_MESSAGE, 0, LVRPC_STATUS_OK};
+    uint32_t n = htonl(LVRPCI_PACKET_MIN);
+
+    memcpy(pkt, &n, 4);
+    lvrpci_header_put(pkt + 4, &h);
+    return lvrpci_conn_write(c, pkt, sizeof(pkt), deadline);
+}
+
+/* Handles a packet that is not the reply being waited for.  Returns 1 if
+ * it was consumed, 0 if it is a reply, or an error. */
+static int handle_other(lvrpci_conn *c, const lvrpci_header *h, int64_t deadline)
+{
+    if (h->prog == LVRPC_KEEPALIVE_PROGRAM) {
+        if (h->type == LVRPC_MESSAGE && h->proc == LVRPC_KEEPALIVE_PING)
+            return lvrpci_conn_send_pong(c, deadline) == LVRPC_OK ? 1 : -1;
+        return 1;
+    }
+    switch (h->type) {
+    case LVRPC_REPLY:
+        return 0;
+    case LVRPC_MESSAGE:      /* an event nobody on this socket asked for */
+    case LVRPC_STREAM:       /* data for a stream this socket does not carry */
+    case LVRPC_STREAM_HOLE:
+        return 1;
+    case LVRPC_REPLY_WITH_FDS:
+        c->broken = 1;
+        lvrpci_fail(LVRPC_EPROTO, 0, "unexpected reply with file descriptors");
+        return -1;
+    default:
+        c->broken = 1;
+        lvrpci_fail(LVRPC_EPROTO, 0, "unexpected message type %d from the daemon", h->type);
+        return -1;
+    }
+}
+
+int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
+{
+    lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, c->next_serial++,
+                       LVRPC_STATUS_OK};
+    uint32_t serial = h.serial;
+    int rc;
+
+    call->ret = NULL;
+    if (c->broken)
+        return lvrpci_fail(LVRPC_ECLOSED, 0, "connection is no longer usable");
+    rc = lvrpci_encode_packet(&c->wbuf, &h, call->xdr_args, call->args);
+    if (rc != LVRPC_OK)
+        return rc;
+    if ((rc = lvrpci_conn_write(c, c->wbuf.data, c->wbuf.len, deadline)) != LVRPC_OK)
+        return rc;
+    for (;;) {
+        const unsigned char *pkt;
+        size_t len;
+        lvrpci_header rh;
+
+        if ((rc = lvrpci_conn_read_packet(c, deadline, &pkt, &len)) != LVRPC_OK)
+            return rc;
+        lvrpci_header_get(pkt + LVRPCI_LEN_WORD, &rh);
+        rc = handle_other(c, &rh, deadline);
+        if (rc < 0)
+            return lvrpci_error()->code;
+        if (rc > 0)
+            continue;
+        if ((rc = lvrpci_check_reply_header(&rh, call, serial)) != LVRPC_OK) {
+            c->broken = 1;
+            return rc;
+        }
+        rc = lvrpci_decode_reply(call, &rh, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
+        if (rc == LVRPC_EPROTO)
+            c->broken = 1;
+        return rc;
+    }
+}
+
+/* Runs a handshake step on the remote program. */
+static int remote_call(lvrpci_conn *c, int proc, xdrproc_t xa, const void *a, xdrproc_t xr,
+                       size_t rsize, void **ret, int64_t deadline)
+{
+    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, proc, xa, a,
+                        xr, rsize, NULL};
+    int rc = lvrpci_conn_call(c, &call, deadline);
+
+    if (ret)
+        *ret = call.ret;
+    else
+        lvrpc_reply_free(call.ret);
+    return rc;
+}
+
+static const char *auth_name(int type)
+{
+    switch (type) {
+    case LVRPC_AUTH_NONE:
+        return "none";
+    case LVRPC_AUTH_SASL:
+        return "sasl";
+    case LVRPC_AUTH_POLKIT:
+        return "polkit";
+    default:
+        return "unknown";
+    }
+}
+
+/* AUTH_LIST, then what the daemon's first method needs, as libvirt's client
+ * does.  lvrpc speaks none and polkit; SASL gets a clear error. */
+static int authenticate(lvrpci_conn *c, int64_t deadline)
+{
+    lvrpc_auth_list_ret *list = NULL;
+    int rc, type;
+
+    rc = remote_call(c, LVRPC_PROC_AUTH_LIST, NULL, NULL, (xdrproc_t)xdr_lvrpc_auth_list_ret,
+                     sizeof(*list), (void **)&list, deadline);
+    if (rc == LVRPC_EREMOTE && lvrpci_error()->remote_code == VIR_ERR_NO_SUPPORT)
+        return LVRPC_OK; /* a daemon too old to list methods wants none */
+    if (rc != LVRPC_OK)
+        return rc;
+    type = list->types.types_len ? (int)list->types.types_val[0] : LVRPC_AUTH_NONE;
+    lvrpc_reply_free(list);
+    if (type == LVRPC_AUTH_NONE)
+        return LVRPC_OK;
+    if (type == LVRPC_AUTH_POLKIT) {
+        lvrpc_auth_polkit_ret *pk = NULL;
+        rc = remote_call(c, LVRPC_PROC_AUTH_POLKIT, NULL, NULL,
+                         (xdrproc_t)xdr_lvrpc_auth_polkit_ret, sizeof(*pk), (void **)&pk,
+                         deadline);
+        if (rc == LVRPC_OK && !pk->complete)
+            rc = lvrpci_fail(LVRPC_EAUTH, 0, "polkit authentication did not complete");
+        lvrpc_reply_free(pk);
+        return rc;
+    }
+    return lvrpci_fail(LVRPC_EAUTH, 0,
+                       "unsupported auth: the daemon requires '%s' authentication; "
+                       "lvrpc supports none and polkit", auth_name(type));
+}
+
+static int handshake(lvrpci_conn *c, const lvrpci_target *tg, int want_keepalive,
+                     int64_t deadline)
+{
+    lvrpc_connect_open_args open_args;
+    char *name = tg->name;
+    int rc;
+
+    if ((rc = authenticate(c, deadline)) != LVRPC_OK)
+        return rc;
+    if (want_keepalive) {
+        lvrpc_connect_supports_feature_args fa = {LVRPCI_FEATURE_PROGRAM_KEEPALIVE};
+        lvrpc_connect_supports_feature_ret *fr = NULL;
+        rc = remote_call(c, LVRPC_PROC_CONNECT_SUPPORTS_FEATURE,
+                         (xdrproc_t)xdr_lvrpc_connect_supports_feature_args, &fa,
+                         (xdrproc_t)xdr_lvrpc_connect_supports_feature_ret, sizeof(*fr),
+                         (void **)&fr, deadline);
+        if (rc != LVRPC_OK)
+            return rc;
+        c->keepalive = fr->supported != 0;
+        lvrpc_reply_free(fr);
+    }
+    open_args.name = &name;
+    open_args.flags = tg->open_flags;
+    return remote_call(c, LVRPC_PROC_CONNECT_OPEN, (xdrproc_t)xdr_lvrpc_connect_open_args,
+                       &open_args, NULL, 0, NULL, deadline);
+}
+
+int lvrpci_conn_open(const lvrpci_target *tg, int want_keepalive, int64_t deadline,
+                     lvrpci_conn **out)
+{
+    lvrpci_conn *c;
+    int rc;
+
+    *out = NULL;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    c->next_serial = 1;
+    rc = tg->kind == LVRPCI_TLS ? lvrpci_tls_connect(tg, deadline, &c->t)
+                                : lvrpci_sock_connect(tg, deadline, &c->t);
+    if (rc == LVRPC_OK)
+        rc = handshake(c, tg, want_keepalive, deadline);
+    if (rc != LVRPC_OK) {
+        lvrpci_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return LVRPC_OK;
+}
+
+void lvrpci_conn_free(lvrpci_conn *c)
+{
+    if (!c)
+        return;
+    if (c->t)
+        c->t->ops->destroy(c->t);
+    lvrpci_buf_clear(&c->rbuf);
+    lvrpci_buf_clear(&c->wbuf);
+    free(c);
+}
+
+void lvrpci_conn_close(lvrpci_conn *c)
+{
+    if (!c)
+        return;
+    if (!c->broken) {
+        lvrpc_error saved = *lvrpci_error(); /* closing must not clobber the caller's error */
+        remote_call(c, LVRPC_PROC_CONNECT_CLOSE, NULL, NULL, NULL, 0, NULL,
+                    lvrpci_deadline_after_ms(CLOSE_TIMEOUT_MS));
+        lvrpci_set_error(&saved);
+    }
+    lvrpci_conn_free(c);
+}
+
+int lvrpci_conn_is_stale(lvrpci_conn *c)
+{
+    char b;
+    ssize_t n;
+
+    if (c->broken || c->rpos != c->rbuf.len)
+        return 1;
+    n = recv(c->t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}

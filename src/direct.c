@@ -1,0 +1,263 @@
+/* direct.c - Direct mode: every call in progress has a socket of its own.
+ *
+ * Choice: a per-handle free list of idle, handshaken sockets.  A call pops an
+ * idle socket (most recently used first), or opens and handshakes a new one
+ * when none is idle, runs its call on it alone and pushes it back.  So:
+ *   - sockets open = the peak number of calls in progress (at most
+ *     max_sockets; beyond that calls wait for a socket, within their timeout),
+ *     never the number of threads: 1,000 short-lived threads making calls one
+ *     after another share a handful of sockets, and a thread exiting costs
+ *     nothing because no socket belongs to a thread;
+ *   - at most max_idle sockets are kept when calls end; extra ones are closed;
+ *   - a socket whose call timed out or broke is closed, never reused (a late
+ *     reply would be read by the next call); an idle socket the daemon has
+ *     closed meanwhile is noticed with a non-blocking peek and replaced;
+ *   - Direct sockets do not advertise keepalive, so the daemon never pings
+ *     them and idle sockets stay open.
+ * Closing the handle shuts down the sockets of the calls in progress (their
+ * calls return LVRPC_ECLOSED at once), waits until every call has left, then
+ * sends CONNECT_CLOSE on the idle sockets and frees everything.
+ *
+ * Locking: one mutex guards the idle stack, the busy list and the counters;
+ * it is never held during I/O.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lvrpc_internal.h"
+
+typedef struct direct {
+    lvrpc_client *client;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;  /* a socket was freed, or a call left */
+    lvrpci_conn **idle;      /* stack of max_idle */
+    unsigned nidle;
+    lvrpci_conn *busy;       /* sockets with a call on them */
+    unsigned nopen;          /* idle + busy + being opened */
+    unsigned active;         /* calls inside direct_call */
+    int closing;
+    uint64_t opened;
+    uint64_t dropped;
+} direct;
+
+static void busy_add(direct *d, lvrpci_conn *c)
+{
+    c->prev = NULL;
+    c->next = d->busy;
+    if (d->busy)
+        d->busy->prev = c;
+    d->busy = c;
+}
+
+static void busy_remove(direct *d, lvrpci_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        d->busy = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Opens a new socket for a call; the slot was reserved in nopen. */
+static int open_socket(direct *d, int64_t deadline, lvrpci_conn **out)
+{
+    lvrpc_client *cl = d->client;
+    int64_t cdl = lvrpci_deadline_after_ms(cl->opts.connect_timeout_ms);
+    int rc;
+
+    if (deadline && (!cdl || deadline < cdl))
+        cdl = deadline;
+    rc = lvrpci_conn_open(&cl->target, 0, cdl, out);
+    pthread_mutex_lock(&d->lock);
+    if (rc == LVRPC_OK) {
+        d->opened++;
+        if (d->closing) { /* close began while we were connecting */
+            lvrpci_conn_free(*out);
+            *out = NULL;
+            rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed");
+        }
+    }
+    if (rc != LVRPC_OK) {
+        d->nopen--;
+        pthread_cond_broadcast(&d->changed);
+    } else {
+        busy_add(d, *out);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+/* Takes an idle socket, or reserves a slot for a new one (*out NULL), or
+ * waits.  Called and returns with the lock held. */
+static int take_socket(direct *d, int64_t deadline, lvrpci_conn **out)
+{
+    for (;;) {
+        if (d->closing)
+            return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
+        while (d->nidle > 0) {
+            lvrpci_conn *c = d->idle[--d->nidle];
+            if (!lvrpci_conn_is_stale(c)) {
+                busy_add(d, c);
+                *out = c;
+                return LVRPC_OK;
+            }
+            d->nopen--; /* the daemon closed it while idle */
+            lvrpci_conn_free(c);
+        }
+        if (d->nopen < d->client->opts.max_sockets) {
+            d->nopen++;
+            *out = NULL;
+            return LVRPC_OK;
+        }
+        if (!deadline) {
+            pthread_cond_wait(&d->changed, &d->lock);
+        } else {
+            struct timespec ts;
+            int64_t now_rt;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now_rt = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            if (deadline <= now_rt)
+                return lvrpci_fail(LVRPC_ETIMEDOUT, 0,
+                                   "timed out waiting for a free socket (max_sockets=%u)",
+                                   d->client->opts.max_sockets);
+            ts.tv_sec = (time_t)(deadline / 1000000000);
+            ts.tv_nsec = (long)(deadline % 1000000000);
+            pthread_cond_timedwait(&d->changed, &d->lock, &ts);
+        }
+    }
+}
+
+/* Returns a socket after its call: back to the idle stack if it is healthy
+ * and there is room, else closed. */
+static void give_back(direct *d, lvrpci_conn *c, int rc)
+{
+    int reuse = !c->broken && rc != LVRPC_ETIMEDOUT && rc != LVRPC_ECLOSED &&
+                rc != LVRPC_EPROTO;
+
+    pthread_mutex_lock(&d->lock);
+    busy_remove(d, c);
+    if (reuse && !d->closing && d->nidle < d->client->opts.max_idle) {
+        d->idle[d->nidle++] = c;
+        c = NULL;
+    } else {
+        d->nopen--;
+    }
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+    if (c) {
+        if (reuse)
+            lvrpci_conn_close(c);
+        else
+            lvrpci_conn_free(c);
+    }
+}
+
+static int direct_call(void *engine, lvrpci_call *call, int64_t deadline)
+{
+    direct *d = engine;
+    lvrpci_conn *c = NULL;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    d->active++;
+    rc = take_socket(d, deadline, &c);
+    pthread_mutex_unlock(&d->lock);
+    if (rc == LVRPC_OK && !c)
+        rc = open_socket(d, deadline, &c);
+    if (rc == LVRPC_OK) {
+        rc = lvrpci_conn_call(c, call, deadline);
+        if (rc != LVRPC_OK && rc != LVRPC_EREMOTE && d->closing)
+            rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed during the call");
+        give_back(d, c, rc);
+    }
+    pthread_mutex_lock(&d->lock);
+    d->active--;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static void direct_stop(void *engine)
+{
+    direct *d = engine;
+
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->closing = 1;
+    for (lvrpci_conn *c = d->busy; c; c = c->next)
+        c->t->ops->shutdown(c->t); /* wakes the call blocked on it */
+    while (d->active > 0)
+        pthread_cond_wait(&d->changed, &d->lock);
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < d->nidle; i++)
+        lvrpci_conn_close(d->idle[i]);
+    free(d->idle);
+    pthread_cond_destroy(&d->changed);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+static int direct_start(lvrpc_client *cl, void **engine)
+{
+    direct *d = calloc(1, sizeof(*d));
+    lvrpci_conn *first = NULL;
+    int rc;
+
+    *engine = NULL;
+    if (!d || !(d->idle = calloc(cl->opts.max_idle ? cl->opts.max_idle : 1, sizeof(*d->idle)))) {
+        free(d);
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    }
+    d->client = cl;
+    pthread_mutex_init(&d->lock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&d->changed, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    /* The first socket is opened now, so that a bad URI or an unreachable
+     * daemon is reported by lvrpc_open(). */
+    rc = lvrpci_conn_open(&cl->target, 0, lvrpci_deadline_after_ms(cl->opts.connect_timeout_ms),
+                          &first);
+    if (rc != LVRPC_OK) {
+        direct_stop(d);
+        return rc;
+    }
+    d->opened = 1;
+    d->nopen = 1;
+    if (cl->opts.max_idle > 0) {
+        d->idle[d->nidle++] = first;
+    } else {
+        d->nopen = 0;
+        lvrpci_conn_close(first);
+    }
+    *engine = d;
+    return LVRPC_OK;
+}
+
+static void direct_stats(void *engine, lvrpc_stats *out)
+{
+    direct *d = engine;
+
+    pthread_mutex_lock(&d->lock);
+    out->sockets_opened = d->opened;
+    out->sockets_open = d->nopen;
+    out->dropped_replies = d->dropped;
+    pthread_mutex_unlock(&d->lock);
+}
+
+const lvrpci_engine_ops lvrpci_direct_engine = {
+    .name = "direct",
+    .start = direct_start,
+    .call = direct_call,
+    .stop = direct_stop,
+    .stats = direct_stats,
+};

@@ -1,0 +1,244 @@
+/* lvrpc_internal.h - the call core shared by both engines.
+ *
+ * Layers, bottom up:
+ *   transport  (src/transport_sock.c, tls/)  bytes in and out of one socket
+ *   conn       (src/conn.c)    framing, serials, handshake, a synchronous call
+ *   packet     (src/packet.c)  header and body encoding, reply decoding
+ *   engine     (src/direct.c, pool/shared.c)  how a call finds a connection
+ *   client     (src/client.c)  the public handle, dispatching to its engine
+ */
+#ifndef LVRPC_INTERNAL_H
+#define LVRPC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lvrpc.h"
+
+#define LVRPCI_LEN_WORD 4u
+#define LVRPCI_HEADER_LEN 24u
+/* Largest packet we accept, length word included (libvirt's MAX + 4). */
+#define LVRPCI_PACKET_MAX (33554432u + LVRPCI_LEN_WORD)
+#define LVRPCI_PACKET_MIN (LVRPCI_LEN_WORD + LVRPCI_HEADER_LEN)
+/* Size a connection's read buffer starts at and shrinks back to. */
+#define LVRPCI_RBUF_INITIAL 65536u
+
+#define LVRPCI_FEATURE_PROGRAM_KEEPALIVE 10
+
+/* ------------------------------------------------------------------ time */
+
+/* Monotonic clock in nanoseconds. */
+int64_t lvrpci_now_ns(void);
+/* now + ms, or 0 ("no deadline") when ms is 0. */
+int64_t lvrpci_deadline_after_ms(unsigned ms);
+
+/* ------------------------------------------------------------------ errors */
+
+/* Records a local failure in the calling thread's error record and returns
+ * code, so that callers can write `return lvrpci_fail(...)`. */
+int lvrpci_fail(int code, int sys_errno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records a daemon's error reply; returns LVRPC_EREMOTE. */
+int lvrpci_fail_remote(const lvrpc_remote_error *e);
+/* Copies a whole record into the calling thread's (to hand one failure to
+ * several waiting threads); returns its code. */
+int lvrpci_set_error(const lvrpc_error *e);
+/* The calling thread's record, for reading and copying. */
+const lvrpc_error *lvrpci_error(void);
+/* Maps a connect()/getaddrinfo-style errno to an lvrpc_err. */
+int lvrpci_errno_code(int err);
+
+/* ------------------------------------------------------------------ URIs */
+
+typedef enum lvrpci_transport_kind {
+    LVRPCI_UNIX = 0,
+    LVRPCI_TCP = 1,
+    LVRPCI_TLS = 2
+} lvrpci_transport_kind;
+
+/* Where and how to connect, derived from a URI. */
+typedef struct lvrpci_target {
+    lvrpci_transport_kind kind;
+    char *host;        /* tcp/tls */
+    char *port;        /* tcp/tls, as text for getaddrinfo */
+    char *socket_path; /* unix */
+    char *name;        /* URI sent in CONNECT_OPEN; "" lets the daemon choose */
+    unsigned open_flags; /* VIR_CONNECT_* sent in CONNECT_OPEN */
+    /* TLS parameters */
+    char *pkipath;
+    int no_verify;
+} lvrpci_target;
+
+/* Parses a libvirt URI.  flags: LVRPC_OPEN_*.  On failure returns an error
+ * code (LVRPC_EINVAL / LVRPC_ENOTSUP / LVRPC_ENOMEM) with the error set. */
+int lvrpci_uri_parse(const char *uri, unsigned flags, lvrpci_target *out);
+void lvrpci_target_clear(lvrpci_target *t);
+
+/* ------------------------------------------------------------------ buffers */
+
+typedef struct lvrpci_buf {
+    unsigned char *data;
+    size_t len;
+    size_t cap;
+} lvrpci_buf;
+
+int lvrpci_buf_reserve(lvrpci_buf *b, size_t cap);
+void lvrpci_buf_clear(lvrpci_buf *b);
+
+/* ------------------------------------------------------------------ packets */
+
+typedef struct lvrpci_header {
+    uint32_t prog;
+    uint32_t vers;
+    int32_t proc;
+    int32_t type;
+    uint32_t serial;
+    int32_t status;
+} lvrpci_header;
+
+/* One call, as both engines see it. */
+typedef struct lvrpci_call {
+    uint32_t prog;
+    uint32_t vers;
+    int32_t proc;
+    xdrproc_t xdr_args; /* NULL: no arguments */
+    const void *args;
+    xdrproc_t xdr_ret;  /* NULL: empty reply expected */
+    size_t ret_size;
+    void *ret;          /* out: decoded reply (lvrpc_reply_free) */
+} lvrpci_call;
+
+/* Encodes a complete packet (length word, header, body) into b, replacing
+ * its contents.  xdr_body may be NULL for an empty body. */
+int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
+                         xdrproc_t xdr_body, const void *body);
+/* Writes the header fields big-endian into 24 bytes. */
+void lvrpci_header_put(unsigned char *p, const lvrpci_header *h);
+/* Reads 24 header bytes. */
+void lvrpci_header_get(const unsigned char *p, lvrpci_header *h);
+
+/* Checks that a REPLY header belongs to call and serial: returns LVRPC_OK or
+ * LVRPC_EPROTO with the error set. */
+int lvrpci_check_reply_header(const lvrpci_header *h, const lvrpci_call *call,
+                              uint32_t serial);
+/* Decodes a reply body (status OK: into a new call->ret; status ERROR: the
+ * daemon's error, returned as LVRPC_EREMOTE). */
+int lvrpci_decode_reply(lvrpci_call *call, const lvrpci_header *h,
+                        const unsigned char *body, size_t len);
+
+/* Allocates a zeroed reply of size bytes whose later lvrpc_reply_free()
+ * releases it with xdr_free(xdr_ret, ...). */
+void *lvrpci_reply_alloc(xdrproc_t xdr_ret, size_t size);
+
+/* ------------------------------------------------------------------ transport */
+
+typedef struct lvrpci_transport lvrpci_transport;
+
+/* The operations beneath a connection.  deadline is a monotonic time in ns,
+ * 0 for none.  read/write report failures through the error record. */
+typedef struct lvrpci_transport_ops {
+    /* Writes all len bytes.  Returns LVRPC_OK or an error code. */
+    int (*write_all)(lvrpci_transport *t, const void *buf, size_t len,
+                     int64_t deadline);
+    /* Reads between 1 and len bytes.  Returns the count, or -code. */
+    ssize_t (*read_some)(lvrpci_transport *t, void *buf, size_t len,
+                         int64_t deadline);
+    /* Makes blocked and later reads and writes fail at once.  May be called
+     * from any thread while another thread is inside read/write. */
+    void (*shutdown)(lvrpci_transport *t);
+    /* Closes and frees. */
+    void (*destroy)(lvrpci_transport *t);
+} lvrpci_transport_ops;
+
+struct lvrpci_transport {
+    const lvrpci_transport_ops *ops;
+    int fd;
+    int64_t rcv_timeout_ns; /* SO_RCVTIMEO currently set, -1 = unknown */
+    int64_t snd_timeout_ns;
+};
+
+/* Connects a plain socket (unix or tcp) to the target. */
+int lvrpci_sock_connect(const lvrpci_target *tg, int64_t deadline,
+                        lvrpci_transport **out);
+/* Wraps a connected socket in TLS (tls/); LVRPC_ENOTSUP when built
+ * without OpenSSL. */
+int lvrpci_tls_connect(const lvrpci_target *tg, int64_t deadline,
+                       lvrpci_transport **out);
+/* Shared helpers for socket-based transports. */
+int lvrpci_sock_set_timeout(lvrpci_transport *t, int which, int64_t deadline);
+int lvrpci_sock_open_fd(const lvrpci_target *tg, int64_t deadline, int *fd_out);
+extern const lvrpci_transport_ops lvrpci_sock_ops;
+
+/* ------------------------------------------------------------------ conn */
+
+/* One handshaken connection to the daemon.  Not thread-safe by itself: in
+ * Direct mode one call owns it at a time; in Shared mode the reader thread
+ * owns the read side and writers hold the pool's write lock. */
+typedef struct lvrpci_conn {
+    lvrpci_transport *t;
+    uint32_t next_serial;
+    lvrpci_buf rbuf;      /* bytes read: [rpos, rbuf.len) not yet consumed */
+    size_t rpos;
+    lvrpci_buf wbuf;      /* packet being sent */
+    int keepalive;        /* the daemon may send us PINGs */
+    int broken;           /* a transport or protocol error: do not reuse */
+    struct lvrpci_conn *prev, *next; /* engine-owned list links */
+} lvrpci_conn;
+
+/* Connects and performs libvirt's handshake: AUTH_LIST (none and polkit
+ * accepted), optionally SUPPORTS_FEATURE(keepalive), CONNECT_OPEN. */
+int lvrpci_conn_open(const lvrpci_target *tg, int want_keepalive,
+                     int64_t deadline, lvrpci_conn **out);
+/* Sends CONNECT_CLOSE (best effort, short timeout) and frees. */
+void lvrpci_conn_close(lvrpci_conn *c);
+/* Frees without a word to the daemon. */
+void lvrpci_conn_free(lvrpci_conn *c);
+
+/* Runs one call synchronously: encode, write, read packets until the reply
+ * arrives (answering PINGs, dropping events and stream data meanwhile). */
+int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline);
+
+/* Reads the next whole packet.  On success *pkt points into the
+ * connection's buffer (valid until the next read) and *len is its length
+ * including the length word.  Every length is checked before allocating. */
+int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline,
+                            const unsigned char **pkt, size_t *len);
+/* Writes a whole encoded packet. */
+int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
+                      int64_t deadline);
+/* Sends a keepalive PONG. */
+int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline);
+/* True if an idle connection has been closed by the peer (or has unexpected
+ * bytes waiting), so it must not be reused. */
+int lvrpci_conn_is_stale(lvrpci_conn *c);
+
+/* ------------------------------------------------------------------ engines */
+
+typedef struct lvrpci_engine_ops {
+    const char *name;
+    /* Creates the engine and opens its first connection(s). */
+    int (*start)(lvrpc_client *c, void **engine);
+    /* Runs one call; deadline is absolute (ns). */
+    int (*call)(void *engine, lvrpci_call *call, int64_t deadline);
+    /* Wakes every call in progress with LVRPC_ECLOSED, waits until they have
+     * returned, closes the connections and frees the engine. */
+    void (*stop)(void *engine);
+    void (*stats)(void *engine, lvrpc_stats *out);
+} lvrpci_engine_ops;
+
+extern const lvrpci_engine_ops lvrpci_direct_engine;
+extern const lvrpci_engine_ops lvrpci_shared_engine;
+
+struct lvrpc_client {
+    lvrpc_options opts;        /* with defaults filled in */
+    lvrpci_target target;
+    const lvrpci_engine_ops *ops;
+    void *engine;
+    unsigned call_timeout_ms;  /* atomic access */
+    uint64_t calls;            /* atomic counters */
+    uint64_t errors;
+};
+
+#endif /* LVRPC_INTERNAL_H */

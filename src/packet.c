@@ -1,0 +1,231 @@
+/* packet.c - packet encoding, reply decoding, reply ownership. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lvrpc_internal.h"
+
+/* A reply is handed out as a pointer just past this header, so that
+ * lvrpc_reply_free() can find the routine that frees its nested parts. */
+typedef union reply_hdr {
+    struct {
+        xdrproc_t xdr_ret;
+        uint32_t magic;
+    } h;
+    max_align_t align;
+} reply_hdr;
+
+#define REPLY_MAGIC 0x6c767270u /* "lvrp" */
+
+void *lvrpci_reply_alloc(xdrproc_t xdr_ret, size_t size)
+{
+    reply_hdr *r;
+
+    if (size > LVRPCI_PACKET_MAX * 8u) /* no reply type is anywhere near this */
+        return NULL;
+    r = calloc(1, sizeof(*r) + (size ? size : 1));
+    if (!r)
+        return NULL;
+    r->h.xdr_ret = xdr_ret;
+    r->h.magic = REPLY_MAGIC;
+    return r + 1;
+}
+
+void lvrpc_reply_free(void *ret)
+{
+    reply_hdr *r;
+
+    if (!ret)
+        return;
+    r = (reply_hdr *)ret - 1;
+    if (r->h.magic != REPLY_MAGIC)
+        abort(); /* not a reply of ours: freeing it would corrupt the heap */
+    r->h.magic = 0;
+    if (r->h.xdr_ret)
+        xdr_free(r->h.xdr_ret, (char *)ret);
+    free(r);
+}
+
+int lvrpci_buf_reserve(lvrpci_buf *b, size_t cap)
+{
+    unsigned char *p;
+
+    if (b->cap >= cap)
+        return LVRPC_OK;
+    p = realloc(b->data, cap);
+    if (!p)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory (%zu bytes)", cap);
+    b->data = p;
+    b->cap = cap;
+    return LVRPC_OK;
+}
+
+void lvrpci_buf_clear(lvrpci_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    v = htonl(v);
+    memcpy(p, &v, 4);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return ntohl(v);
+}
+
+void lvrpci_header_put(unsigned char *p, const lvrpci_header *h)
+{
+    put32(p, h->prog);
+    put32(p + 4, h->vers);
+    put32(p + 8, (uint32_t)h->proc);
+    put32(p + 12, (uint32_t)h->type);
+    put32(p + 16, h->serial);
+    put32(p + 20, (uint32_t)h->status);
+}
+
+void lvrpci_header_get(const unsigned char *p, lvrpci_header *h)
+{
+    h->prog = get32(p);
+    h->vers = get32(p + 4);
+    h->proc = (int32_t)get32(p + 8);
+    h->type = (int32_t)get32(p + 12);
+    h->serial = get32(p + 16);
+    h->status = (int32_t)get32(p + 20);
+}
+
+/* Encodes the body after the header; returns the body length, or -1 when
+ * it does not fit in the buffer's capacity. */
+static long encode_body(lvrpci_buf *b, xdrproc_t xdr_body, const void *body)
+{
+    XDR x;
+    long n = -1;
+    size_t room = b->cap - LVRPCI_PACKET_MIN;
+
+    xdrmem_create(&x, (char *)b->data + LVRPCI_PACKET_MIN, (u_int)room, XDR_ENCODE);
+    if (xdr_body(&x, (void *)body, 0))
+        n = (long)xdr_getpos(&x);
+    xdr_destroy(&x);
+    return n;
+}
+
+int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
+                         xdrproc_t xdr_body, const void *body)
+{
+    long body_len = 0;
+    int rc;
+
+    if ((rc = lvrpci_buf_reserve(b, 1024)) != LVRPC_OK)
+        return rc;
+    if (xdr_body) {
+        body_len = encode_body(b, xdr_body, body);
+        if (body_len < 0) {
+            /* Too big for the buffer, or not encodable at all (e.g. a NULL
+             * where the protocol wants a string): xdr_sizeof tells which. */
+            unsigned long need = xdr_sizeof(xdr_body, (void *)body);
+            if (need == 0)
+                return lvrpci_fail(LVRPC_EINVAL, 0,
+                                   "the arguments of procedure %d cannot be encoded "
+                                   "(a required string or pointer is NULL?)", h->proc);
+            if (need > LVRPCI_PACKET_MAX - LVRPCI_PACKET_MIN)
+                return lvrpci_fail(LVRPC_EINVAL, 0,
+                                   "the arguments of procedure %d take %lu bytes, "
+                                   "more than the protocol's limit", h->proc, need);
+            if ((rc = lvrpci_buf_reserve(b, need + LVRPCI_PACKET_MIN)) != LVRPC_OK)
+                return rc;
+            body_len = encode_body(b, xdr_body, body);
+            if (body_len < 0)
+                return lvrpci_fail(LVRPC_EINVAL, 0,
+                                   "the arguments of procedure %d cannot be encoded",
+                                   h->proc);
+        }
+    }
+    b->len = LVRPCI_PACKET_MIN + (size_t)body_len;
+    put32(b->data, (uint32_t)b->len);
+    lvrpci_header_put(b->data + LVRPCI_LEN_WORD, h);
+    return LVRPC_OK;
+}
+
+int lvrpci_check_reply_header(const lvrpci_header *h, const lvrpci_call *call,
+                              uint32_t serial)
+{
+    if (h->prog != call->prog || h->vers != call->vers)
+        return lvrpci_fail(LVRPC_EPROTO, 0,
+                           "reply for program 0x%x version %u, expected 0x%x version %u",
+                           h->prog, h->vers, call->prog, call->vers);
+    if (h->serial != serial)
+        return lvrpci_fail(LVRPC_EPROTO, 0, "reply with serial %u, expected %u",
+                           h->serial, serial);
+    if (h->proc != call->proc)
+        return lvrpci_fail(LVRPC_EPROTO, 0, "reply for procedure %d, expected %d",
+                           h->proc, call->proc);
+    if (h->status != LVRPC_STATUS_OK && h->status != LVRPC_STATUS_ERROR)
+        return lvrpci_fail(LVRPC_EPROTO, 0, "reply with invalid status %d", h->status);
+    return LVRPC_OK;
+}
+
+static int decode_error(const lvrpci_header *h, const unsigned char *body, size_t len)
+{
+    lvrpc_remote_error e;
+    XDR x;
+    int ok;
+
+    memset(&e, 0, sizeof(e));
+    xdrmem_create(&x, (char *)body, (u_int)len, XDR_DECODE);
+    ok = xdr_lvrpc_remote_error(&x, &e) && xdr_getpos(&x) == len;
+    xdr_destroy(&x);
+    if (ok)
+        lvrpci_fail_remote(&e);
+    else
+        lvrpci_fail(LVRPC_EPROTO, 0, "malformed error reply to procedure %d", h->proc);
+    xdr_free((xdrproc_t)xdr_lvrpc_remote_error, (char *)&e);
+    return ok ? LVRPC_EREMOTE : LVRPC_EPROTO;
+}
+
+int lvrpci_decode_reply(lvrpci_call *call, const lvrpci_header *h,
+                        const unsigned char *body, size_t len)
+{
+    XDR x;
+    void *ret;
+    int ok;
+
+    if (h->status == LVRPC_STATUS_ERROR)
+        return decode_error(h, body, len);
+    if (!call->xdr_ret) {
+        if (len != 0)
+            return lvrpci_fail(LVRPC_EPROTO, 0,
+                               "reply to procedure %d has %zu unexpected bytes",
+                               h->proc, len);
+        return LVRPC_OK;
+    }
+    ret = lvrpci_reply_alloc(call->xdr_ret, call->ret_size);
+    if (!ret)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory for a reply");
+    /* The decoder bounds every string and array by the limits in the
+     * definitions before it allocates. */
+    xdrmem_create(&x, (char *)body, (u_int)len, XDR_DECODE);
+    ok = call->xdr_ret(&x, ret, 0);
+    if (ok && xdr_getpos(&x) != len)
+        ok = -1;
+    xdr_destroy(&x);
+    if (ok != 1) {
+        lvrpc_reply_free(ret);
+        return lvrpci_fail(LVRPC_EPROTO, 0,
+                           ok == 0 ? "malformed reply to procedure %d (a length or count "
+                                     "out of bounds, or the packet ends early)"
+                                   : "reply to procedure %d has trailing bytes",
+                           h->proc);
+    }
+    call->ret = ret;
+    return LVRPC_OK;
+}

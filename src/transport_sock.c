@@ -1,0 +1,249 @@
+/* transport_sock.c - plain TCP and UNIX sockets.
+ *
+ * Sockets stay blocking: a call is then one send() and usually one recv(),
+ * the fewest system calls per round trip.  Deadlines are enforced with
+ * SO_RCVTIMEO/SO_SNDTIMEO, which are only changed when the time left is
+ * clearly shorter than the value already set, so the fast path makes no
+ * extra setsockopt() call.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lvrpc_internal.h"
+
+/* A timeout already set may overshoot the deadline by this much. */
+#define TIMEOUT_SLACK_NS 10000000 /* 10 ms */
+
+/* Applies a deadline to SO_RCVTIMEO (which = 0) or SO_SNDTIMEO (1).
+ * Returns LVRPC_ETIMEDOUT if it has passed. */
+int lvrpci_sock_set_timeout(lvrpci_transport *t, int which, int64_t deadline)
+{
+    int64_t *cur = which ? &t->snd_timeout_ns : &t->rcv_timeout_ns;
+    int64_t left = 0;
+    struct timeval tv;
+
+    if (deadline) {
+        left = deadline - lvrpci_now_ns();
+        if (left <= 0)
+            return LVRPC_ETIMEDOUT;
+        /* Keep the value set when it cannot overshoot much and is not so
+         * short that reads would spin: a shorter one only makes us loop. */
+        if (*cur > 0 && *cur <= left + TIMEOUT_SLACK_NS && *cur * 2 >= left)
+            return LVRPC_OK;
+    } else if (*cur == 0) {
+        return LVRPC_OK;
+    }
+    tv.tv_sec = (time_t)(left / 1000000000);
+    tv.tv_usec = (suseconds_t)((left % 1000000000) / 1000);
+    if (deadline && tv.tv_sec == 0 && tv.tv_usec == 0)
+        tv.tv_usec = 1;
+    if (setsockopt(t->fd, SOL_SOCKET, which ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+        return lvrpci_fail(LVRPC_ESYS, errno, "setsockopt: %s", strerror(errno));
+    *cur = left;
+    return LVRPC_OK;
+}
+
+static int io_error(int err, const char *what)
+{
+    int code = lvrpci_errno_code(err);
+
+    if (code == LVRPC_ECLOSED)
+        return lvrpci_fail(code, err, "connection closed by the daemon (%s: %s)", what,
+                           strerror(err));
+    return lvrpci_fail(code, err, "%s failed: %s", what, strerror(err));
+}
+
+static int sock_write_all(lvrpci_transport *t, const void *buf, size_t len, int64_t deadline)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n;
+        if (lvrpci_sock_set_timeout(t, 1, deadline) != LVRPC_OK)
+            return lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT, "timed out sending to the daemon");
+        n = send(t->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return io_error(errno, "send");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return LVRPC_OK;
+}
+
+static ssize_t sock_read_some(lvrpci_transport *t, void *buf, size_t len, int64_t deadline)
+{
+    for (;;) {
+        ssize_t n;
+        if (lvrpci_sock_set_timeout(t, 0, deadline) != LVRPC_OK)
+            return -lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT,
+                                "timed out waiting for the daemon's reply");
+        n = recv(t->fd, buf, len, 0);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -lvrpci_fail(LVRPC_ECLOSED, 0, "connection closed by the daemon");
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+            continue;
+        return -io_error(errno, "recv");
+    }
+}
+
+static void sock_shutdown(lvrpci_transport *t)
+{
+    shutdown(t->fd, SHUT_RDWR);
+}
+
+static void sock_destroy(lvrpci_transport *t)
+{
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t);
+}
+
+const lvrpci_transport_ops lvrpci_sock_ops = {
+    .write_all = sock_write_all,
+    .read_some = sock_read_some,
+    .shutdown = sock_shutdown,
+    .destroy = sock_destroy,
+};
+
+/* connect() with a deadline: non-blocking connect, poll, then back to
+ * blocking mode. */
+static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_t deadline)
+{
+    int flags = fcntl(fd, F_GETFL);
+    int err = 0;
+    socklen_t elen = sizeof(err);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return errno;
+    if (connect(fd, sa, salen) < 0) {
+        if (errno != EINPROGRESS && errno != EAGAIN)
+            return errno;
+        for (;;) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int64_t left = deadline ? deadline - lvrpci_now_ns() : -1;
+            int ms = left < 0 ? (deadline ? 0 : -1) : (int)((left + 999999) / 1000000);
+            int n;
+            if (deadline && left <= 0)
+                return ETIMEDOUT;
+            n = poll(&pfd, 1, ms);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return errno;
+            if (n > 0)
+                break;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            return errno;
+        if (err)
+            return err;
+    }
+    if (fcntl(fd, F_SETFL, flags) < 0)
+        return errno;
+    return 0;
+}
+
+static int open_unix(const lvrpci_target *tg, int64_t deadline, int *out)
+{
+    struct sockaddr_un sa;
+    int fd, err;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(tg->socket_path) >= sizeof(sa.sun_path))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "socket path too long: %s", tg->socket_path);
+    strcpy(sa.sun_path, tg->socket_path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return lvrpci_fail(lvrpci_errno_code(errno), errno, "socket: %s", strerror(errno));
+    err = connect_fd(fd, (struct sockaddr *)&sa, sizeof(sa), deadline);
+    if (err) {
+        close(fd);
+        return lvrpci_fail(lvrpci_errno_code(err), err, "cannot connect to socket '%s': %s",
+                           tg->socket_path, strerror(err));
+    }
+    *out = fd;
+    return LVRPC_OK;
+}
+
+static int open_tcp(const lvrpci_target *tg, int64_t deadline, int *out)
+{
+    struct addrinfo hints, *res = NULL;
+    int rc, err = 0, one = 1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    rc = getaddrinfo(tg->host, tg->port, &hints, &res);
+    if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME) {
+        hints.ai_flags = 0; /* AI_ADDRCONFIG hides ::1 on hosts with only loopback v6 */
+        rc = getaddrinfo(tg->host, tg->port, &hints, &res);
+    }
+    if (rc != 0)
+        return lvrpci_fail(rc == EAI_MEMORY ? LVRPC_ENOMEM : LVRPC_EUNREACHABLE, 0,
+                           "unknown host '%s': %s", tg->host, gai_strerror(rc));
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        err = connect_fd(fd, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (err == 0) {
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            freeaddrinfo(res);
+            *out = fd;
+            return LVRPC_OK;
+        }
+        close(fd);
+        if (err == ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(res);
+    return lvrpci_fail(lvrpci_errno_code(err), err, "cannot connect to %s port %s: %s",
+                       tg->host, tg->port, strerror(err));
+}
+
+int lvrpci_sock_open_fd(const lvrpci_target *tg, int64_t deadline, int *fd_out)
+{
+    return tg->kind == LVRPCI_UNIX ? open_unix(tg, deadline, fd_out)
+                                   : open_tcp(tg, deadline, fd_out);
+}
+
+int lvrpci_sock_connect(const lvrpci_target *tg, int64_t deadline, lvrpci_transport **out)
+{
+    lvrpci_transport *t;
+    int fd, rc;
+
+    *out = NULL;
+    if ((rc = lvrpci_sock_open_fd(tg, deadline, &fd)) != LVRPC_OK)
+        return rc;
+    t = calloc(1, sizeof(*t));
+    if (!t) {
+        close(fd);
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    }
+    t->ops = &lvrpci_sock_ops;
+    t->fd = fd;
+    *out = t;
+    return LVRPC_OK;
+}

@@ -1,0 +1,173 @@
+/* fakeserver.h - an in-process, scripted fake libvirtd for lvrpc's tests.
+ *
+ * The fake listens on 127.0.0.1 (an ephemeral port) and, on request, on a
+ * UNIX socket inside a private mkdtemp() directory.  It speaks just enough of
+ * libvirt's remote protocol for lvrpc's tests and benchmarks:
+ *
+ *   handshake   AUTH_LIST (66) -> [NONE], CONNECT_SUPPORTS_FEATURE (60) ->
+ *               1 for feature 10 (keepalive), else 0, CONNECT_OPEN (1) and
+ *               CONNECT_CLOSE (2) -> empty replies;
+ *   calls       CONNECT_GET_LIB_VERSION (157) -> 9000000,
+ *               CONNECT_GET_HOSTNAME (59) -> "fakehost",
+ *               DOMAIN_LOOKUP_BY_NAME (23) -> the name asked for, a uuid
+ *               derived from it (fake_uuid_for_name()) and id 1,
+ *               CONNECT_LIST_ALL_DOMAINS (273) -> list_count domains named
+ *               "dom-0", "dom-1", ... with ids 1, 2, ...;
+ *               any other procedure -> an error reply (VIR_ERR_NO_SUPPORT);
+ *   keepalive   PING from the client -> PONG; PONGs are counted.
+ *
+ * A behaviour (fake_behavior) decides how the fake answers.  Fault behaviours
+ * apply to the first non-handshake call of each connection, or to every
+ * non-handshake call with FAKE_ALL_CALLS, or to the first packet of each
+ * connection (normally AUTH_LIST) with FAKE_IN_HANDSHAKE.  The behaviour is
+ * read when a call arrives, so a test switches it at any time, from any
+ * thread, with fake_server_set_behavior().
+ *
+ * Threads: one acceptor thread plus one thread per connection.  Every
+ * function here may be called from any thread, except that fake_server_stop()
+ * must be called exactly once per server and no other call may race with it.
+ * fake_server_stop() wakes every thread, joins them all, closes every socket
+ * and removes the UNIX socket and its directory.
+ */
+#ifndef LVRPC_TESTS_FAKESERVER_H
+#define LVRPC_TESTS_FAKESERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum fake_behavior {
+    FAKE_NORMAL = 0,      /* answer correctly */
+    FAKE_INSTANT,         /* NORMAL for benchmarks: no fault checks, no
+                           * handshake bookkeeping; pipelined calls are
+                           * answered in order, in batches */
+    FAKE_GARBAGE,         /* a well-framed 64-byte packet of random bytes
+                           * whose header cannot be valid; socket kept open */
+    FAKE_LEN_TOO_SMALL,   /* length word 16 (< 28) and 12 bytes; kept open */
+    FAKE_LEN_TOO_BIG,     /* length word 0xFFFFFFF0, a header, 8 bytes; kept open */
+    FAKE_LEN_OVER_MAX,    /* length word 33554437 (one over the maximum),
+                           * a header, 8 bytes; kept open */
+    FAKE_TRUNCATED,       /* the reply, its length word 16 bytes too large;
+                           * then the fake closes */
+    FAKE_WRONG_SERIAL,    /* the reply with another serial */
+    FAKE_WRONG_PROGRAM,   /* the reply with program 0x12345678 */
+    FAKE_WRONG_VERSION,   /* the reply with version 2 */
+    FAKE_WRONG_TYPE,      /* the reply with type 7 */
+    FAKE_WRONG_TYPE_CALL, /* the reply with type CALL (0) */
+    FAKE_WRONG_STATUS,    /* the reply with status 9 */
+    FAKE_BAD_STRING_LEN,  /* an OK reply whose body starts with a string
+                           * length of 4000000000 (fits CONNECT_GET_HOSTNAME) */
+    FAKE_BAD_ARRAY_COUNT, /* an OK reply whose body starts with an array
+                           * count of 1000000000 (fits CONNECT_LIST_ALL_DOMAINS) */
+    FAKE_ERROR_REPLY,     /* status ERROR with remote_error code 42, domain 10,
+                           * level 2, message FAKE_ERROR_MESSAGE */
+    FAKE_CLOSE_MID_REPLY, /* the first half of the reply's bytes, then close */
+    FAKE_NEVER_ANSWER,    /* read the call, never answer, keep the socket */
+    FAKE_SLOW,            /* answer after slow_ms */
+    FAKE_PING_FIRST,      /* a keepalive PING, then the reply */
+    FAKE_AUTH_SASL_ONLY,  /* handshake: AUTH_LIST answers [SASL] */
+    FAKE_REFUSE_OPEN,     /* handshake: CONNECT_OPEN gets an error reply
+                           * (code 5 VIR_ERR_NO_CONNECT, domain 13,
+                           * message FAKE_REFUSE_MESSAGE) */
+    FAKE_BEHAVIOR_COUNT
+} fake_behavior;
+
+/* Flags for fake_server_set_behavior(). */
+#define FAKE_ALL_CALLS 0x1u    /* every non-handshake call, not only the first */
+#define FAKE_IN_HANDSHAKE 0x2u /* the first packet of each connection instead */
+
+#define FAKE_LIB_VERSION 9000000u
+#define FAKE_HOSTNAME "fakehost"
+#define FAKE_ERROR_CODE 42
+#define FAKE_ERROR_DOMAIN 10
+#define FAKE_ERROR_LEVEL 2
+#define FAKE_ERROR_MESSAGE "Domain not found: no domain with matching name 'x'"
+#define FAKE_REFUSE_CODE 5
+#define FAKE_REFUSE_DOMAIN 13
+#define FAKE_REFUSE_MESSAGE "no connection driver available for fake:///refused"
+#define FAKE_BAD_STRING_LENGTH 4000000000u
+#define FAKE_BAD_ARRAY_COUNT_VALUE 1000000000u
+
+typedef struct fake_server fake_server;
+
+/* Options for fake_server_start().  {0} means: TCP only, NORMAL, no delay,
+ * 3 domains. */
+typedef struct fake_config {
+    int unix_socket;         /* also listen on a UNIX socket */
+    fake_behavior behavior;  /* initial behaviour */
+    unsigned behavior_flags; /* FAKE_ALL_CALLS, FAKE_IN_HANDSHAKE */
+    unsigned slow_ms;        /* delay of FAKE_SLOW */
+    unsigned list_count;     /* domains listed; 0 = 3 */
+} fake_config;
+
+/* Counters, all since the server started. */
+typedef struct fake_stats {
+    uint64_t accepted;          /* connections accepted */
+    uint64_t active;            /* connections open now */
+    uint64_t closed_by_peer;    /* connections the client closed (EOF/reset) */
+    uint64_t calls;             /* CALL packets received (handshake included) */
+    uint64_t handshake_calls;   /* of which AUTH_LIST, SUPPORTS_FEATURE,
+                                 * CONNECT_OPEN, CONNECT_CLOSE */
+    uint64_t calls_before_open; /* non-handshake calls before CONNECT_OPEN */
+    uint64_t faults;            /* misbehaviours performed */
+    uint64_t pings;             /* PINGs received (answered with PONG) */
+    uint64_t pongs;             /* PONGs received */
+    uint64_t bad_packets;       /* client packets the fake could not accept */
+    uint64_t open_flags;        /* flags of the last CONNECT_OPEN */
+} fake_stats;
+
+/* Starts a server.  Returns 0 and *out, or -1 with errno set (and a message
+ * on stderr). */
+int fake_server_start(const fake_config *cfg, fake_server **out);
+
+/* Stops and frees the server; NULL is allowed. */
+void fake_server_stop(fake_server *s);
+
+/* The TCP port (host byte order). */
+int fake_server_port(const fake_server *s);
+
+/* The UNIX socket path, or NULL when not listening on one. */
+const char *fake_server_unix_path(const fake_server *s);
+
+/* Writes "test+tcp://127.0.0.1:PORT/default" or, with unix_socket,
+ * "test+unix:///default?socket=PATH" into buf.  Returns buf. */
+char *fake_server_uri(const fake_server *s, int use_unix, char *buf,
+                      size_t size);
+
+/* Changes the behaviour for calls that arrive from now on. */
+void fake_server_set_behavior(fake_server *s, fake_behavior b, unsigned flags);
+fake_behavior fake_server_get_behavior(fake_server *s, unsigned *flags);
+void fake_server_set_slow_ms(fake_server *s, unsigned ms);
+void fake_server_set_list_count(fake_server *s, unsigned count);
+
+/* Copies the counters. */
+void fake_server_get_stats(fake_server *s, fake_stats *out);
+uint64_t fake_server_connections(fake_server *s); /* stats.accepted */
+uint64_t fake_server_calls(fake_server *s);       /* stats.calls */
+
+/* Copies the name of the last CONNECT_OPEN ("" if none, "(null)" if the
+ * client sent no name) into buf. */
+void fake_server_last_open_name(fake_server *s, char *buf, size_t size);
+
+/* Waits until stats.closed_by_peer >= n or timeout_ms pass.  Returns 1 when
+ * reached, 0 on timeout. */
+int fake_server_wait_closed_by_peer(fake_server *s, uint64_t n,
+                                    unsigned timeout_ms);
+
+/* Waits until stats.calls >= n or timeout_ms pass.  Returns 1 / 0. */
+int fake_server_wait_calls(fake_server *s, uint64_t n, unsigned timeout_ms);
+
+/* The 16-byte uuid the fake gives the domain called name. */
+void fake_uuid_for_name(const char *name, unsigned char uuid[16]);
+
+/* A short name for a behaviour ("GARBAGE"), for messages. */
+const char *fake_behavior_name(fake_behavior b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LVRPC_TESTS_FAKESERVER_H */
