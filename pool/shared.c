@@ -1,24 +1,818 @@
-/* shared.c - Shared mode (placeholder until the pool engine lands). */
+/* shared.c - Shared mode: a pool of K connections, each with one reader
+ * thread that hands replies to the threads waiting for them.
+ *
+ * THE ALGORITHM
+ *
+ * Structures.  A pool (struct pool) owns K slots (struct pconn), one per
+ * connection.  A call in progress is a struct waiter on the caller's stack.
+ * Each pconn has a pending table: an array of 2^n waiter pointers indexed by
+ * serial & mask.  Serials are handed out so that the slot is free (skip
+ * ahead while it is taken), so finding the waiter of a reply is one index and
+ * one compare.
+ *
+ * States of a call:
+ *   QUEUED   every UP connection has max_inflight calls in flight: the
+ *            waiter sits in the pool's FIFO queue (in arrival order).
+ *   PENDING  it has a serial and is in its pconn's table; its thread writes
+ *            the packet (under the pconn's write lock), then sleeps on its
+ *            own condition variable.
+ *   CLAIMED  the reader found the reply, removed the waiter from the table
+ *            and is decoding the reply into the waiter's call (no lock held).
+ *   DONE     rc and result set, done = 1, the waiter's cond signalled.
+ *
+ * Locks.  pool->lock guards everything shared: each pconn's state, conn
+ * pointer, table, inflight and writers counts, serial counter, the FIFO
+ * queue, closing, counters.  pc->wlock serialises writes to one socket so
+ * that packets are never interleaved (caller packets and the reader's PONGs);
+ * it is taken without pool->lock held and never the other way round.  The
+ * reader thread alone reads its socket and alone frees its connection.
+ *
+ * Waking.  The reader claims a waiter under pool->lock (so a timing-out
+ * waiter and the reader cannot both own it), decodes outside the lock,
+ * then sets done and signals that waiter's cond under the lock: exactly one
+ * thread wakes per reply.  A waiter whose deadline passes while still
+ * PENDING removes itself and returns LVRPC_ETIMEDOUT; the late reply finds
+ * no waiter and is dropped and counted.  If it was already CLAIMED it waits
+ * the few microseconds until DONE.  Freeing an inflight place wakes the head
+ * of the FIFO queue, which takes the place or waits again.
+ *
+ * Death.  When a connection fails (peer closed, read error, protocol
+ * violation, or a writer's failed write, which shuts the socket down so the
+ * reader notices), the reader marks it DOWN, shuts the socket down (so
+ * blocked writers return), fails every PENDING waiter with the cause, wakes
+ * the queue so those callers move to healthy connections, waits until no
+ * writer still uses the socket, frees it, and then re-opens it in the
+ * background, repeating the handshake, with exponential backoff between
+ * reconnect_min_ms and reconnect_max_ms.  New calls go to UP connections
+ * only; when none is UP they fail at once with the last cause.
+ *
+ * Close.  lvrpc_close sets closing, fails every PENDING and QUEUED waiter
+ * with LVRPC_ECLOSED, shuts every socket down, wakes readers sleeping in
+ * backoff, joins the reader threads (which free their connections), and
+ * waits until no caller is still inside the engine before freeing it.
+ *
+ * Callbacks: none run on the reader thread.  Event messages and stream
+ * packets are routed by route_message() / route_stream(): today they are
+ * counted and dropped (the events and streams work will queue them for a
+ * dispatch thread and for the stream's bounded queue).
+ */
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lvrpc_internal.h"
 
-static int shared_start(lvrpc_client *c, void **engine)
+typedef enum wstate { W_QUEUED, W_PENDING, W_CLAIMED, W_DONE } wstate;
+
+typedef struct waiter {
+    lvrpci_call *call;
+    lvrpci_buf pkt;       /* the encoded call; its serial is patched in */
+    uint32_t serial;
+    wstate state;
+    int rc;
+    lvrpc_error err;      /* valid when rc is not OK */
+    sem_t done;           /* posted exactly once, when state becomes DONE */
+    struct waiter *qnext; /* FIFO queue link */
+} waiter;
+
+typedef struct pool pool;
+
+typedef struct pconn {
+    pool *pool;
+    unsigned index;
+    lvrpci_conn *conn;   /* NULL while DOWN */
+    int up;
+    unsigned inflight;   /* PENDING + CLAIMED waiters */
+    unsigned writers;    /* threads between reserving and finishing a write */
+    uint32_t next_serial;
+    waiter **table;
+    uint32_t mask;
+    pthread_mutex_t wlock;
+    pthread_cond_t writers_gone;
+    pthread_t reader;
+    int reader_started;
+    lvrpc_error cause;   /* why it went DOWN */
+} pconn;
+
+struct pool {
+    lvrpc_client *client;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;  /* readers in backoff; close waiting for callers */
+    pconn *conns;
+    unsigned nconns;
+    waiter *qhead, *qtail;
+    unsigned callers;     /* threads inside pool_call */
+    int closing;
+    uint64_t opened, dropped, reconnects, events, stream_packets;
+};
+
+static void cond_init_monotonic(pthread_cond_t *c)
 {
-    (void)c;
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Waits on cond until deadline (0 = forever); returns ETIMEDOUT when it
+ * has passed. */
+static int wait_until(pthread_cond_t *cond, pthread_mutex_t *m, int64_t deadline)
+{
+    struct timespec ts;
+
+    if (!deadline)
+        return pthread_cond_wait(cond, m);
+    if (lvrpci_now_ns() >= deadline)
+        return ETIMEDOUT;
+    ts.tv_sec = (time_t)(deadline / 1000000000);
+    ts.tv_nsec = (long)(deadline % 1000000000);
+    return pthread_cond_timedwait(cond, m, &ts);
+}
+
+/* ------------------------------------------------------------ under lock */
+
+/* Completes a waiter.  The post is the last touch: the waiter may return
+ * (and its stack frame go) as soon as it sees it. */
+static void finish(waiter *w, int rc, const lvrpc_error *err)
+{
+    w->rc = rc;
+    if (rc != LVRPC_OK && err)
+        w->err = *err;
+    w->state = W_DONE;
+    sem_post(&w->done);
+}
+
+static void queue_remove(pool *p, waiter *w)
+{
+    waiter **pp = &p->qhead, *prev = NULL;
+
+    while (*pp && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (!*pp)
+        return;
+    *pp = w->qnext;
+    if (p->qtail == w)
+        p->qtail = prev;
+    w->qnext = NULL;
+}
+
+static void queue_append(pool *p, waiter *w)
+{
+    w->state = W_QUEUED;
+    w->qnext = NULL;
+    if (p->qtail)
+        p->qtail->qnext = w;
+    else
+        p->qhead = w;
+    p->qtail = w;
+}
+
+static void put32(unsigned char *at, uint32_t v)
+{
+    v = htonl(v);
+    memcpy(at, &v, 4);
+}
+
+/* The UP connection with the fewest calls in flight and room for one more. */
+static pconn *pick(pool *p)
+{
+    pconn *best = NULL;
+
+    for (unsigned i = 0; i < p->nconns; i++) {
+        pconn *pc = &p->conns[i];
+        if (pc->up && pc->inflight < p->client->opts.max_inflight &&
+            (!best || pc->inflight < best->inflight))
+            best = pc;
+    }
+    return best;
+}
+
+static int any_up(pool *p)
+{
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].up)
+            return 1;
+    return 0;
+}
+
+/* Gives w a serial (patched into its packet) and a place in pc's table. */
+static void make_pending(pconn *pc, waiter *w)
+{
+    uint32_t s = pc->next_serial;
+
+    while (s == 0 || pc->table[s & pc->mask])
+        s++;
+    pc->next_serial = s + 1;
+    w->serial = s;
+    put32(w->pkt.data + LVRPCI_LEN_WORD + 16, s);
+    w->state = W_PENDING;
+    pc->table[s & pc->mask] = w;
+    pc->inflight++;
+}
+
+/* Removes a PENDING waiter from its table (it timed out or was not sent). */
+static void drop_pending(pconn *pc, waiter *w)
+{
+    pc->table[w->serial & pc->mask] = NULL;
+    pc->inflight--;
+}
+
+static void fail_all_pending(pconn *pc, const lvrpc_error *err)
+{
+    for (uint32_t i = 0; i <= pc->mask; i++) {
+        waiter *w = pc->table[i];
+        if (w) {
+            pc->table[i] = NULL;
+            pc->inflight--;
+            finish(w, err->code, err);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ caller side */
+
+static int take_queued(pconn *pc, lvrpci_buf *out);
+static void writer_done(pool *p, pconn *pc);
+
+/* Places the call: PENDING on the connection with the fewest calls in
+ * flight when one has room and nobody is queued, else QUEUED (the reader
+ * of the first connection to free a place sends it).  Lock held. */
+static int place(pool *p, waiter *w, pconn **out)
+{
+    pconn *pc;
+
+    *out = NULL;
+    if (p->closing)
+        return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
+    if (!any_up(p)) {
+        const lvrpc_error *cause = &p->conns[0].cause;
+        return lvrpci_fail(LVRPC_ECLOSED, cause->sys_errno,
+                           "no connection to the daemon (reconnecting): %s",
+                           cause->message[0] ? cause->message : "connection lost");
+    }
+    pc = p->qhead ? NULL : pick(p);
+    if (!pc) {
+        queue_append(p, w);
+        return LVRPC_OK;
+    }
+    make_pending(pc, w);
+    __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+    *out = pc;
+    return LVRPC_OK;
+}
+
+/* Writes a call the caller placed itself.  No pool lock held; pc->conn
+ * cannot be freed while pc->writers counts us. */
+static void send_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t deadline)
+{
+    int rc;
+
+    pthread_mutex_lock(&pc->wlock);
+    rc = conn->t->ops->write_all(conn->t, w->pkt.data, w->pkt.len, deadline);
+    pthread_mutex_unlock(&pc->wlock);
+    if (rc != LVRPC_OK) {
+        lvrpc_error e = *lvrpci_error();
+        conn->t->ops->shutdown(conn->t); /* part of a packet may be out: the */
+        pthread_mutex_lock(&p->lock);    /* stream is unusable; the reader fails it */
+        if (w->state == W_PENDING) {
+            drop_pending(pc, w);
+            finish(w, rc, &e);
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    writer_done(p, pc);
+}
+
+static int wait_done(waiter *w, int64_t deadline)
+{
+    struct timespec ts;
+
+    if (!deadline) {
+        while (sem_wait(&w->done) != 0)
+            ;
+        return 0;
+    }
+    ts.tv_sec = (time_t)(deadline / 1000000000);
+    ts.tv_nsec = (long)(deadline % 1000000000);
+    for (;;) {
+        if (sem_clockwait(&w->done, CLOCK_MONOTONIC, &ts) == 0)
+            return 0;
+        if (errno == ETIMEDOUT)
+            return ETIMEDOUT;
+    }
+}
+
+/* Ends a write that pc->writers counted.  Atomic, so that the fast path
+ * takes the pool lock once per call; the lock is taken only when a dying
+ * connection's reader may be waiting for the count to reach zero. */
+static void writer_done(pool *p, pconn *pc)
+{
+    if (__atomic_sub_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_lock(&p->lock);
+        if (!pc->up)
+            pthread_cond_broadcast(&pc->writers_gone);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* Sends queued calls onto pc from a caller's thread, when a place was
+ * freed by something other than a reply (whose reader would do it). */
+static void send_for_queue(pool *p, pconn *pc)
+{
+    lvrpci_buf out = {0};
+    lvrpci_conn *conn = NULL;
+    int rc;
+
+    pthread_mutex_lock(&p->lock);
+    rc = pc->up ? take_queued(pc, &out) : LVRPC_ECLOSED;
+    if (rc == LVRPC_OK && out.len) {
+        conn = pc->conn;
+        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (conn) {
+        pthread_mutex_lock(&pc->wlock);
+        rc = conn->t->ops->write_all(conn->t, out.data, out.len,
+                                     lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
+        pthread_mutex_unlock(&pc->wlock);
+        if (rc != LVRPC_OK)
+            conn->t->ops->shutdown(conn->t);
+        writer_done(p, pc);
+    }
+    lvrpci_buf_clear(&out);
+}
+
+/* The deadline passed: withdraw the call if nobody has taken it yet, else
+ * wait the moments until the reader finishes it. */
+static void give_up(pool *p, pconn *pc, waiter *w)
+{
+    pconn *hand_over = NULL;
+
+    pthread_mutex_lock(&p->lock);
+    if (w->state == W_QUEUED) {
+        queue_remove(p, w);
+    } else if (w->state == W_PENDING) {
+        pc = NULL;
+        for (unsigned i = 0; i < p->nconns && !pc; i++)
+            if (p->conns[i].table[w->serial & p->conns[i].mask] == w)
+                pc = &p->conns[i];
+        if (pc)
+            drop_pending(pc, w);
+    }
+    if (w->state == W_PENDING && pc && pc->up && p->qhead)
+        hand_over = pc; /* the freed place goes to the queue, sent by us */
+    if (w->state == W_QUEUED || w->state == W_PENDING) {
+        lvrpci_fail(LVRPC_ETIMEDOUT, 0, w->state == W_QUEUED
+                    ? "timed out waiting for a free place on a connection (max_inflight=%u)"
+                    : "timed out waiting for the daemon's reply (procedure %d)",
+                    w->state == W_QUEUED ? p->client->opts.max_inflight
+                                         : (unsigned)w->call->proc);
+        finish(w, LVRPC_ETIMEDOUT, lvrpci_error());
+    }
+    pthread_mutex_unlock(&p->lock);
+    wait_done(w, 0); /* consumes our own post, or the reader's */
+    if (hand_over)
+        send_for_queue(p, hand_over);
+}
+
+static int pool_call(void *engine, lvrpci_call *call, int64_t deadline)
+{
+    pool *p = engine;
+    lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, 0, LVRPC_STATUS_OK};
+    waiter w;
+    pconn *pc = NULL;
+    lvrpci_conn *conn = NULL;
+    int rc;
+
+    memset(&w, 0, sizeof(w));
+    w.call = call;
+    /* Encoded before any lock is taken; the serial is patched in later. */
+    rc = lvrpci_encode_packet(&w.pkt, &h, call->xdr_args, call->args);
+    if (rc != LVRPC_OK)
+        return rc;
+    sem_init(&w.done, 0, 0);
+    pthread_mutex_lock(&p->lock);
+    __atomic_add_fetch(&p->callers, 1, __ATOMIC_ACQ_REL);
+    rc = place(p, &w, &pc);
+    if (pc)
+        conn = pc->conn;
+    pthread_mutex_unlock(&p->lock);
+    if (rc == LVRPC_OK) {
+        if (pc)
+            send_own(p, pc, conn, &w, deadline);
+        if (wait_done(&w, deadline) == ETIMEDOUT)
+            give_up(p, pc, &w);
+        rc = w.rc;
+        if (rc != LVRPC_OK)
+            lvrpci_set_error(&w.err);
+    }
+    if (__atomic_sub_fetch(&p->callers, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_lock(&p->lock); /* lvrpc_close may wait for this */
+        if (p->closing)
+            pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
+    sem_destroy(&w.done);
+    lvrpci_buf_clear(&w.pkt);
+    return rc;
+}
+
+/* ------------------------------------------------------------ reader side */
+
+/* Replies up to this size are decoded with the pool lock held (a
+ * microsecond or so), sparing a second lock round trip; bigger ones are
+ * decoded after the waiter has been claimed, without the lock. */
+#define DECODE_UNDER_LOCK_MAX 16384
+
+/* Hands a reply to its waiter.  Called and returns with the pool lock held.
+ * Returns LVRPC_OK, or an error that kills the connection. */
+static int route_reply(pconn *pc, const lvrpci_header *h, const unsigned char *body,
+                       size_t len)
+{
+    pool *p = pc->pool;
+    waiter *w = pc->table[h->serial & pc->mask];
+    int rc;
+
+    if (!w || w->serial != h->serial) {
+        /* Serials below next_serial were ours: a late reply to a call that
+         * timed out.  Anything else the daemon made up. */
+        if (h->serial != 0 && (uint32_t)(pc->next_serial - h->serial) - 1u < 0x80000000u) {
+            p->dropped++;
+            return LVRPC_OK;
+        }
+        return lvrpci_fail(LVRPC_EPROTO, 0, "reply with serial %u, which no call has",
+                           h->serial);
+    }
+    pc->table[h->serial & pc->mask] = NULL;
+    w->state = W_CLAIMED;
+    pc->inflight--;
+    if (len > DECODE_UNDER_LOCK_MAX)
+        pthread_mutex_unlock(&p->lock);
+    rc = lvrpci_check_reply_header(h, w->call, w->serial);
+    if (rc == LVRPC_OK)
+        rc = lvrpci_decode_reply(w->call, h, body, len);
+    if (len > DECODE_UNDER_LOCK_MAX)
+        pthread_mutex_lock(&p->lock);
+    finish(w, rc, lvrpci_error());
+    /* A reply that does not fit its call means the stream is out of step. */
+    return rc == LVRPC_EPROTO ? LVRPC_EPROTO : LVRPC_OK;
+}
+
+/* Events: counted and dropped until the events API queues them for its
+ * dispatch thread (never run callbacks here). */
+static void route_message(pconn *pc, const lvrpci_header *h)
+{
+    (void)h;
+    pc->pool->events++;
+}
+
+/* Stream data: counted and dropped until streams have their queues. */
+static void route_stream(pconn *pc, const lvrpci_header *h)
+{
+    (void)h;
+    pc->pool->stream_packets++;
+}
+
+static int send_pong(pconn *pc, lvrpci_conn *conn)
+{
+    int rc;
+
+    pthread_mutex_lock(&pc->wlock);
+    rc = lvrpci_conn_send_pong(conn, lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
+    pthread_mutex_unlock(&pc->wlock);
+    return rc;
+}
+
+/* Dispatches one packet with the pool lock held; returns an error that
+ * kills the connection. */
+static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size_t len)
+{
+    lvrpci_header h;
+
+    lvrpci_header_get(pkt + LVRPCI_LEN_WORD, &h);
+    if (h.prog == LVRPC_KEEPALIVE_PROGRAM) {
+        int rc = LVRPC_OK;
+        if (h.type == LVRPC_MESSAGE && h.proc == LVRPC_KEEPALIVE_PING) {
+            pthread_mutex_unlock(&pc->pool->lock); /* never write under the pool lock */
+            rc = send_pong(pc, conn);
+            pthread_mutex_lock(&pc->pool->lock);
+        }
+        return rc;
+    }
+    switch (h.type) {
+    case LVRPC_REPLY:
+        return route_reply(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
+    case LVRPC_MESSAGE:
+        route_message(pc, &h);
+        return LVRPC_OK;
+    case LVRPC_STREAM:
+    case LVRPC_STREAM_HOLE:
+        route_stream(pc, &h);
+        return LVRPC_OK;
+    default:
+        return lvrpci_fail(LVRPC_EPROTO, 0, "unexpected message type %d from the daemon",
+                           h.type);
+    }
+}
+
+/* Moves queued calls to pc while it has room, copying their packets into
+ * out (their callers may time out and leave once the lock is released).
+ * Lock held. */
+static int take_queued(pconn *pc, lvrpci_buf *out)
+{
+    pool *p = pc->pool;
+
+    out->len = 0;
+    while (p->qhead && pc->up && pc->inflight < p->client->opts.max_inflight) {
+        waiter *w = p->qhead;
+        int rc = lvrpci_buf_reserve(out, out->len + w->pkt.len);
+        if (rc != LVRPC_OK)
+            return rc;
+        queue_remove(p, w);
+        make_pending(pc, w);
+        memcpy(out->data + out->len, w->pkt.data, w->pkt.len);
+        out->len += w->pkt.len;
+    }
+    return LVRPC_OK;
+}
+
+/* Sends what take_queued gathered, in one write. */
+static int send_queued(pconn *pc, lvrpci_conn *conn, lvrpci_buf *out)
+{
+    int rc;
+
+    pthread_mutex_lock(&pc->wlock);
+    rc = conn->t->ops->write_all(conn->t, out->data, out->len,
+                                 lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
+    pthread_mutex_unlock(&pc->wlock);
+    if (out->cap > LVRPCI_RBUF_INITIAL)
+        lvrpci_buf_clear(out);
+    return rc;
+}
+
+/* Marks pc DOWN with the calling (reader) thread's error as the cause,
+ * fails its waiters, and frees its connection once no writer uses it. */
+static void connection_died(pconn *pc, lvrpci_conn *conn)
+{
+    pool *p = pc->pool;
+    lvrpc_error cause = *lvrpci_error();
+
+    if (p->closing || cause.code == LVRPC_OK) {
+        cause.code = LVRPC_ECLOSED;
+        snprintf(cause.message, sizeof(cause.message), "%s",
+                 p->closing ? "the handle was closed" : "connection lost");
+    }
+    conn->t->ops->shutdown(conn->t);
+    pthread_mutex_lock(&p->lock);
+    pc->up = 0;
+    pc->conn = NULL;
+    pc->cause = cause;
+    fail_all_pending(pc, &cause);
+    if (!any_up(p)) /* nowhere to go: queued calls fail now, not at their deadline */
+        while (p->qhead) {
+            waiter *w = p->qhead;
+            queue_remove(p, w);
+            finish(w, cause.code, &cause);
+        }
+    while (__atomic_load_n(&pc->writers, __ATOMIC_ACQUIRE) > 0)
+        pthread_cond_wait(&pc->writers_gone, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    lvrpci_conn_free(conn);
+}
+
+/* Reads and dispatches until the connection fails or the pool closes.
+ * Every packet that one read brought in is dispatched under one hold of
+ * the pool lock: with calls pipelined, replies come in bunches. */
+static void serve(pconn *pc, lvrpci_conn *conn)
+{
+    pool *p = pc->pool;
+    const unsigned char *pkt;
+    lvrpci_buf out = {0};
+    size_t len;
+    int rc;
+
+    pthread_mutex_lock(&p->lock); /* calls queued while this one was down */
+    rc = take_queued(pc, &out);
+    pthread_mutex_unlock(&p->lock);
+    if (rc == LVRPC_OK && out.len)
+        rc = send_queued(pc, conn, &out);
+    while (rc == LVRPC_OK) {
+        rc = lvrpci_conn_read_packet(conn, 0, &pkt, &len);
+        if (rc != LVRPC_OK)
+            break;
+        pthread_mutex_lock(&p->lock);
+        do
+            rc = dispatch(pc, conn, pkt, len);
+        while (rc == LVRPC_OK && lvrpci_conn_take_buffered(conn, &pkt, &len));
+        if (rc == LVRPC_OK)
+            rc = take_queued(pc, &out);
+        pthread_mutex_unlock(&p->lock);
+        if (rc == LVRPC_OK && out.len)
+            rc = send_queued(pc, conn, &out);
+    }
+    lvrpci_buf_clear(&out);
+    connection_died(pc, conn);
+}
+
+/* Re-opens pc with backoff; returns the new connection, or NULL on close. */
+static lvrpci_conn *reconnect(pconn *pc)
+{
+    pool *p = pc->pool;
+    const lvrpc_options *o = &p->client->opts;
+    unsigned delay = o->reconnect_min_ms;
+
+    for (;;) {
+        lvrpci_conn *conn = NULL;
+        int64_t until = lvrpci_deadline_after_ms(delay);
+
+        pthread_mutex_lock(&p->lock);
+        while (!p->closing && wait_until(&p->wake, &p->lock, until) != ETIMEDOUT)
+            ;
+        if (p->closing) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (lvrpci_conn_open(&p->client->target, 1,
+                             lvrpci_deadline_after_ms(o->connect_timeout_ms), &conn) == LVRPC_OK) {
+            pthread_mutex_lock(&p->lock);
+            if (p->closing) {
+                pthread_mutex_unlock(&p->lock);
+                lvrpci_conn_free(conn);
+                return NULL;
+            }
+            pc->conn = conn;
+            pc->up = 1;
+            p->opened++;
+            p->reconnects++;
+            pthread_mutex_unlock(&p->lock);
+            return conn;
+        }
+        pthread_mutex_lock(&p->lock);
+        pc->cause = *lvrpci_error();
+        pthread_mutex_unlock(&p->lock);
+        delay = delay * 2 > o->reconnect_max_ms ? o->reconnect_max_ms : delay * 2;
+    }
+}
+
+static void *reader_main(void *arg)
+{
+    pconn *pc = arg;
+    lvrpci_conn *conn;
+
+    pthread_mutex_lock(&pc->pool->lock);
+    conn = pc->conn;
+    pthread_mutex_unlock(&pc->pool->lock);
+    while (conn) {
+        serve(pc, conn);
+        conn = reconnect(pc);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void pool_stop(void *engine)
+{
+    pool *p = engine;
+
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->closing = 1;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        pconn *pc = &p->conns[i];
+        lvrpc_error e;
+        memset(&e, 0, sizeof(e));
+        e.code = LVRPC_ECLOSED;
+        snprintf(e.message, sizeof(e.message), "the handle was closed during the call");
+        if (pc->table)
+            fail_all_pending(pc, &e);
+        if (pc->conn)
+            pc->conn->t->ops->shutdown(pc->conn->t);
+    }
+    while (p->qhead) {
+        waiter *w = p->qhead;
+        lvrpc_error e;
+        memset(&e, 0, sizeof(e));
+        e.code = LVRPC_ECLOSED;
+        snprintf(e.message, sizeof(e.message), "the handle was closed during the call");
+        queue_remove(p, w);
+        finish(w, LVRPC_ECLOSED, &e);
+    }
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].reader_started)
+            pthread_join(p->conns[i].reader, NULL);
+
+    pthread_mutex_lock(&p->lock);
+    while (__atomic_load_n(&p->callers, __ATOMIC_ACQUIRE) > 0)
+        pthread_cond_wait(&p->wake, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+
+    for (unsigned i = 0; i < p->nconns; i++) {
+        pconn *pc = &p->conns[i];
+        if (!pc->reader_started) /* opened, but start failed before its reader ran */
+            lvrpci_conn_free(pc->conn);
+        free(pc->table);
+        pthread_mutex_destroy(&pc->wlock);
+        pthread_cond_destroy(&pc->writers_gone);
+    }
+    free(p->conns);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static int pconn_init(pool *p, pconn *pc, unsigned index)
+{
+    uint32_t size = 8;
+
+    while (size < 2 * p->client->opts.max_inflight)
+        size *= 2;
+    pc->pool = p;
+    pc->index = index;
+    pc->next_serial = 1;
+    pc->mask = size - 1;
+    pthread_mutex_init(&pc->wlock, NULL);
+    pthread_cond_init(&pc->writers_gone, NULL);
+    pc->table = calloc(size, sizeof(*pc->table));
+    if (!pc->table)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    return LVRPC_OK;
+}
+
+static int pool_start(lvrpc_client *cl, void **engine)
+{
+    pool *p = calloc(1, sizeof(*p));
+    int rc = LVRPC_OK;
+
     *engine = NULL;
-    return lvrpci_fail(LVRPC_ENOTSUP, 0, "Shared mode is not available in this build");
+    if (!p || !(p->conns = calloc(cl->opts.pool_size, sizeof(*p->conns)))) {
+        free(p);
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    }
+    p->client = cl;
+    p->nconns = cl->opts.pool_size;
+    pthread_mutex_init(&p->lock, NULL);
+    cond_init_monotonic(&p->wake);
+    for (unsigned i = 0; i < p->nconns; i++)
+        if ((rc = pconn_init(p, &p->conns[i], i)) != LVRPC_OK)
+            break;
+    /* Every connection is opened now, so that lvrpc_open() reports a bad
+     * URI or an unreachable daemon. */
+    for (unsigned i = 0; rc == LVRPC_OK && i < p->nconns; i++) {
+        pconn *pc = &p->conns[i];
+        rc = lvrpci_conn_open(&cl->target, 1,
+                              lvrpci_deadline_after_ms(cl->opts.connect_timeout_ms), &pc->conn);
+        if (rc != LVRPC_OK)
+            break;
+        pc->up = 1;
+        p->opened++;
+    }
+    for (unsigned i = 0; rc == LVRPC_OK && i < p->nconns; i++) {
+        if (pthread_create(&p->conns[i].reader, NULL, reader_main, &p->conns[i]) != 0) {
+            rc = lvrpci_fail(LVRPC_ESYS, errno, "cannot start a reader thread");
+            break;
+        }
+        p->conns[i].reader_started = 1;
+    }
+    if (rc != LVRPC_OK) {
+        lvrpc_error saved = *lvrpci_error();
+        pool_stop(p);
+        return lvrpci_set_error(&saved);
+    }
+    *engine = p;
+    return LVRPC_OK;
 }
 
-static int shared_call(void *e, lvrpci_call *call, int64_t deadline)
+static void pool_stats(void *engine, lvrpc_stats *out)
 {
-    (void)e; (void)call; (void)deadline;
-    return lvrpci_fail(LVRPC_ENOTSUP, 0, "Shared mode is not available in this build");
-}
+    pool *p = engine;
 
-static void shared_stop(void *e) { (void)e; }
-static void shared_stats(void *e, lvrpc_stats *o) { (void)e; (void)o; }
+    pthread_mutex_lock(&p->lock);
+    out->sockets_opened = p->opened;
+    for (unsigned i = 0; i < p->nconns; i++)
+        out->sockets_open += p->conns[i].up ? 1u : 0u;
+    out->dropped_replies = p->dropped;
+    out->reconnects = p->reconnects;
+    pthread_mutex_unlock(&p->lock);
+}
 
 const lvrpci_engine_ops lvrpci_shared_engine = {
-    "shared", shared_start, shared_call, shared_stop, shared_stats,
+    .name = "shared",
+    .start = pool_start,
+    .call = pool_call,
+    .stop = pool_stop,
+    .stats = pool_stats,
 };

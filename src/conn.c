@@ -85,6 +85,22 @@ int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline, const unsigned cha
     return LVRPC_OK;
 }
 
+int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t *len)
+{
+    size_t avail = c->rbuf.len - c->rpos;
+    uint32_t plen;
+
+    if (avail < LVRPCI_LEN_WORD)
+        return 0;
+    plen = get32(c->rbuf.data + c->rpos);
+    if (plen < LVRPCI_PACKET_MIN || plen > LVRPCI_PACKET_MAX || avail < plen)
+        return 0; /* incomplete, or bad: lvrpci_conn_read_packet reports it */
+    *pkt = c->rbuf.data + c->rpos;
+    *len = plen;
+    c->rpos += plen;
+    return 1;
+}
+
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadline)
 {
     int rc = c->t->ops->write_all(c->t, pkt, len, deadline);

@@ -205,6 +205,9 @@ int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline);
  * including the length word.  Every length is checked before allocating. */
 int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline,
                             const unsigned char **pkt, size_t *len);
+/* Takes the next packet if it is already complete in the buffer (no
+ * system call).  Returns 1 and sets pkt and len, or 0. */
+int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t *len);
 /* Writes a whole encoded packet. */
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
                       int64_t deadline);
