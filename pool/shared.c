@@ -44,12 +44,14 @@
  * writer still uses the socket, frees it, and then re-opens it in the
  * background, repeating the handshake, with exponential backoff between
  * reconnect_min_ms and reconnect_max_ms.  New calls go to UP connections
- * only; when none is UP they fail at once with the last cause.
+ * only; when none is UP they wait in the queue, within their timeout, and
+ * the reader that re-opens a connection sends them first.
  *
  * Close.  lvrpc_close sets closing, fails every PENDING and QUEUED waiter
  * with LVRPC_ECLOSED, shuts every socket down, wakes readers sleeping in
  * backoff, joins the reader threads (which free their connections), and
- * waits until no caller is still inside the engine before freeing it.
+ * waits until no caller is still inside the engine before freeing it (a
+ * caller's last act is an atomic decrement of callers, so close polls it).
  *
  * Callbacks: none run on the reader thread.  Event messages and stream
  * packets are routed by route_message() / route_stream(): today they are
@@ -63,6 +65,7 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lvrpc_internal.h"
 
@@ -108,6 +111,7 @@ struct pool {
     unsigned callers;     /* threads inside pool_call */
     int closing;
     uint64_t opened, dropped, reconnects, events, stream_packets;
+    uint64_t calls, errors; /* atomic */
 };
 
 static void cond_init_monotonic(pthread_cond_t *c)
@@ -252,12 +256,8 @@ static int place(pool *p, waiter *w, pconn **out)
     *out = NULL;
     if (p->closing)
         return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
-    if (!any_up(p)) {
-        const lvrpc_error *cause = &p->conns[0].cause;
-        return lvrpci_fail(LVRPC_ECLOSED, cause->sys_errno,
-                           "no connection to the daemon (reconnecting): %s",
-                           cause->message[0] ? cause->message : "connection lost");
-    }
+    /* With every connection down the call waits in the queue, within its
+     * timeout, for a reconnection to send it. */
     pc = p->qhead ? NULL : pick(p);
     if (!pc) {
         queue_append(p, w);
@@ -300,10 +300,17 @@ static int wait_done(waiter *w, int64_t deadline)
             ;
         return 0;
     }
-    ts.tv_sec = (time_t)(deadline / 1000000000);
-    ts.tv_nsec = (long)(deadline % 1000000000);
+    /* sem_timedwait takes a CLOCK_REALTIME time (sem_clockwait would take
+     * ours, but sanitizers do not know it): convert the time left. */
+    {
+        int64_t left = deadline - lvrpci_now_ns(), at;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (left > 0 ? left : 0);
+        ts.tv_sec = (time_t)(at / 1000000000);
+        ts.tv_nsec = (long)(at % 1000000000);
+    }
     for (;;) {
-        if (sem_clockwait(&w->done, CLOCK_MONOTONIC, &ts) == 0)
+        if (sem_timedwait(&w->done, &ts) == 0)
             return 0;
         if (errno == ETIMEDOUT)
             return ETIMEDOUT;
@@ -369,14 +376,19 @@ static void give_up(pool *p, pconn *pc, waiter *w)
     }
     if (w->state == W_PENDING && pc && pc->up && p->qhead)
         hand_over = pc; /* the freed place goes to the queue, sent by us */
-    if (w->state == W_QUEUED || w->state == W_PENDING) {
-        lvrpci_fail(LVRPC_ETIMEDOUT, 0, w->state == W_QUEUED
-                    ? "timed out waiting for a free place on a connection (max_inflight=%u)"
-                    : "timed out waiting for the daemon's reply (procedure %d)",
-                    w->state == W_QUEUED ? p->client->opts.max_inflight
-                                         : (unsigned)w->call->proc);
+    if (w->state == W_QUEUED && !any_up(p))
+        lvrpci_fail(LVRPC_ETIMEDOUT, 0,
+                    "timed out waiting for the connection to the daemon to be "
+                    "re-established (it was lost: %s)", p->conns[0].cause.message);
+    else if (w->state == W_QUEUED)
+        lvrpci_fail(LVRPC_ETIMEDOUT, 0,
+                    "timed out waiting for a free place on a connection (max_inflight=%u)",
+                    p->client->opts.max_inflight);
+    else if (w->state == W_PENDING)
+        lvrpci_fail(LVRPC_ETIMEDOUT, 0, "timed out waiting for the daemon's reply "
+                    "(procedure %d)", w->call->proc);
+    if (w->state == W_QUEUED || w->state == W_PENDING)
         finish(w, LVRPC_ETIMEDOUT, lvrpci_error());
-    }
     pthread_mutex_unlock(&p->lock);
     wait_done(w, 0); /* consumes our own post, or the reader's */
     if (hand_over)
@@ -414,14 +426,13 @@ static int pool_call(void *engine, lvrpci_call *call, int64_t deadline)
         if (rc != LVRPC_OK)
             lvrpci_set_error(&w.err);
     }
-    if (__atomic_sub_fetch(&p->callers, 1, __ATOMIC_ACQ_REL) == 0) {
-        pthread_mutex_lock(&p->lock); /* lvrpc_close may wait for this */
-        if (p->closing)
-            pthread_cond_broadcast(&p->wake);
-        pthread_mutex_unlock(&p->lock);
-    }
     sem_destroy(&w.done);
     lvrpci_buf_clear(&w.pkt);
+    __atomic_add_fetch(&p->calls, 1, __ATOMIC_RELAXED);
+    if (rc != LVRPC_OK)
+        __atomic_add_fetch(&p->errors, 1, __ATOMIC_RELAXED);
+    /* The last touch of the pool: lvrpc_close may free it right after. */
+    __atomic_sub_fetch(&p->callers, 1, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -565,23 +576,17 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
     pool *p = pc->pool;
     lvrpc_error cause = *lvrpci_error();
 
+    conn->t->ops->shutdown(conn->t);
+    pthread_mutex_lock(&p->lock);
     if (p->closing || cause.code == LVRPC_OK) {
         cause.code = LVRPC_ECLOSED;
         snprintf(cause.message, sizeof(cause.message), "%s",
                  p->closing ? "the handle was closed" : "connection lost");
     }
-    conn->t->ops->shutdown(conn->t);
-    pthread_mutex_lock(&p->lock);
     pc->up = 0;
     pc->conn = NULL;
     pc->cause = cause;
     fail_all_pending(pc, &cause);
-    if (!any_up(p)) /* nowhere to go: queued calls fail now, not at their deadline */
-        while (p->qhead) {
-            waiter *w = p->qhead;
-            queue_remove(p, w);
-            finish(w, cause.code, &cause);
-        }
     while (__atomic_load_n(&pc->writers, __ATOMIC_ACQUIRE) > 0)
         pthread_cond_wait(&pc->writers_gone, &p->lock);
     pthread_mutex_unlock(&p->lock);
@@ -614,6 +619,8 @@ static void serve(pconn *pc, lvrpci_conn *conn)
         while (rc == LVRPC_OK && lvrpci_conn_take_buffered(conn, &pkt, &len));
         if (rc == LVRPC_OK)
             rc = take_queued(pc, &out);
+        else
+            pc->up = 0; /* now, so no new call lands on a dying connection */
         pthread_mutex_unlock(&p->lock);
         if (rc == LVRPC_OK && out.len)
             rc = send_queued(pc, conn, &out);
@@ -715,10 +722,10 @@ static void pool_stop(void *engine)
         if (p->conns[i].reader_started)
             pthread_join(p->conns[i].reader, NULL);
 
-    pthread_mutex_lock(&p->lock);
+    /* Callers leave without taking the lock (their last act is the
+     * decrement), so close polls; they are all awake by now. */
     while (__atomic_load_n(&p->callers, __ATOMIC_ACQUIRE) > 0)
-        pthread_cond_wait(&p->wake, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+        usleep(500);
 
     for (unsigned i = 0; i < p->nconns; i++) {
         pconn *pc = &p->conns[i];
@@ -806,6 +813,8 @@ static void pool_stats(void *engine, lvrpc_stats *out)
         out->sockets_open += p->conns[i].up ? 1u : 0u;
     out->dropped_replies = p->dropped;
     out->reconnects = p->reconnects;
+    out->calls = __atomic_load_n(&p->calls, __ATOMIC_RELAXED);
+    out->errors = __atomic_load_n(&p->errors, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -102,8 +102,6 @@ void lvrpc_get_stats(lvrpc_client *c, lvrpc_stats *out)
 {
     memset(out, 0, sizeof(*out));
     c->ops->stats(c->engine, out);
-    out->calls = __atomic_load_n(&c->calls, __ATOMIC_RELAXED);
-    out->errors = __atomic_load_n(&c->errors, __ATOMIC_RELAXED);
 }
 
 int lvrpc_call(lvrpc_client *c, unsigned prog, unsigned vers, int proc, xdrproc_t xdr_args,
@@ -120,10 +118,9 @@ int lvrpc_call(lvrpc_client *c, unsigned prog, unsigned vers, int proc, xdrproc_
     if (call.xdr_ret && (!ret || ret_size == 0))
         return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_call: a reply routine needs ret and ret_size");
     tmo = __atomic_load_n(&c->call_timeout_ms, __ATOMIC_RELAXED);
+    /* Once the engine returns, lvrpc_close may free c: no touching it. */
     rc = c->ops->call(c->engine, &call, lvrpci_deadline_after_ms(tmo));
-    __atomic_add_fetch(&c->calls, 1, __ATOMIC_RELAXED);
     if (rc != LVRPC_OK) {
-        __atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
         lvrpc_reply_free(call.ret);
         return rc;
     }

@@ -41,6 +41,7 @@ typedef struct direct {
     int closing;
     uint64_t opened;
     uint64_t dropped;
+    uint64_t calls, errors;
 } direct;
 
 static void busy_add(direct *d, lvrpci_conn *c)
@@ -171,11 +172,13 @@ static int direct_call(void *engine, lvrpci_call *call, int64_t deadline)
         rc = open_socket(d, deadline, &c);
     if (rc == LVRPC_OK) {
         rc = lvrpci_conn_call(c, call, deadline);
-        if (rc != LVRPC_OK && rc != LVRPC_EREMOTE && d->closing)
+        if (rc != LVRPC_OK && rc != LVRPC_EREMOTE && __atomic_load_n(&d->closing, __ATOMIC_ACQUIRE))
             rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed during the call");
         give_back(d, c, rc);
     }
     pthread_mutex_lock(&d->lock);
+    d->calls++;
+    d->errors += rc != LVRPC_OK;
     d->active--;
     pthread_cond_broadcast(&d->changed);
     pthread_mutex_unlock(&d->lock);
@@ -189,7 +192,7 @@ static void direct_stop(void *engine)
     if (!d)
         return;
     pthread_mutex_lock(&d->lock);
-    d->closing = 1;
+    __atomic_store_n(&d->closing, 1, __ATOMIC_RELEASE);
     for (lvrpci_conn *c = d->busy; c; c = c->next)
         c->t->ops->shutdown(c->t); /* wakes the call blocked on it */
     while (d->active > 0)
@@ -251,6 +254,8 @@ static void direct_stats(void *engine, lvrpc_stats *out)
     out->sockets_opened = d->opened;
     out->sockets_open = d->nopen;
     out->dropped_replies = d->dropped;
+    out->calls = d->calls;
+    out->errors = d->errors;
     pthread_mutex_unlock(&d->lock);
 }
 

@@ -223,7 +223,8 @@ typedef struct lvrpci_engine_ops {
     const char *name;
     /* Creates the engine and opens its first connection(s). */
     int (*start)(lvrpc_client *c, void **engine);
-    /* Runs one call; deadline is absolute (ns). */
+    /* Runs one call; deadline is absolute (ns).  Counts it in the engine's
+     * stats before leaving: once it returns, the handle may be freed. */
     int (*call)(void *engine, lvrpci_call *call, int64_t deadline);
     /* Wakes every call in progress with LVRPC_ECLOSED, waits until they have
      * returned, closes the connections and frees the engine. */
@@ -240,8 +241,6 @@ struct lvrpc_client {
     const lvrpci_engine_ops *ops;
     void *engine;
     unsigned call_timeout_ms;  /* atomic access */
-    uint64_t calls;            /* atomic counters */
-    uint64_t errors;
 };
 
 #endif /* LVRPC_INTERNAL_H */

@@ -58,7 +58,6 @@
 #define FK_HEADER_LEN 24u
 #define FK_PACKET_MIN 28u
 #define FK_PACKET_MAX (33554432u + 4u)
-#define FK_STRING_MAX 4194304u
 
 #define FK_IN_INITIAL 65536u
 #define FK_OUT_FLUSH 262144u
@@ -85,7 +84,6 @@ typedef struct fake_conn {
     size_t in_pos;
     fk_buf out;
     fk_buf scratch;
-    int oom;
     struct fake_conn *next;
 } fake_conn;
 
@@ -136,6 +134,7 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_LEN_TOO_SMALL] = "LEN_TOO_SMALL",
     [FAKE_LEN_TOO_BIG] = "LEN_TOO_BIG",
     [FAKE_LEN_OVER_MAX] = "LEN_OVER_MAX",
+    [FAKE_LEN_TOO_BIG_BARE] = "LEN_TOO_BIG_BARE",
     [FAKE_TRUNCATED] = "TRUNCATED",
     [FAKE_WRONG_SERIAL] = "WRONG_SERIAL",
     [FAKE_WRONG_PROGRAM] = "WRONG_PROGRAM",
@@ -150,6 +149,7 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_NEVER_ANSWER] = "NEVER_ANSWER",
     [FAKE_SLOW] = "SLOW",
     [FAKE_PING_FIRST] = "PING_FIRST",
+    [FAKE_MAX_REPLY] = "MAX_REPLY",
     [FAKE_AUTH_SASL_ONLY] = "AUTH_SASL_ONLY",
     [FAKE_REFUSE_OPEN] = "REFUSE_OPEN",
 };
@@ -636,6 +636,33 @@ static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
         put_bytes(o, rep->p + 4, FK_HEADER_LEN, &oom);
         put_u64(o, 0x0123456789abcdefull, &oom);
         break;
+    case FAKE_LEN_TOO_BIG_BARE:
+        put_u32(o, 0xFFFFFFF0u, &oom);
+        break;
+    case FAKE_MAX_REPLY:
+        if (fk_flush(c) < 0)
+            return FK_ABORT;
+        if (o->cap < FAKE_MAX_PACKET) { /* exactly: buf_reserve would double */
+            unsigned char *np = realloc(o->p, FAKE_MAX_PACKET);
+
+            if (!np)
+                return FK_ABORT;
+            o->p = np;
+            o->cap = FAKE_MAX_PACKET;
+        }
+        st = o->len;
+        put_bytes(o, rep->p, 28, &oom);
+        set_be32(o->p + st + 24, FK_STATUS_OK);
+        put_u32(o, FAKE_MAX_REPLY_BYTES, &oom);
+        for (i = 0; i < FAKE_MAX_REPLY_BYTES; i++)
+            o->p[o->len + i] = (unsigned char)(i * 7);
+        o->len += FAKE_MAX_REPLY_BYTES;
+        end_packet(o, st, oom);
+        /* The buffer is not kept at 32 MiB after this. */
+        if (fk_flush(c) < 0)
+            return FK_ABORT;
+        buf_free(o);
+        break;
     case FAKE_TRUNCATED:
         set_be32(rep->p, (uint32_t)rep->len + 16);
         put_bytes(o, rep->p, rep->len, &oom);
@@ -719,7 +746,7 @@ static int is_handshake_proc(int32_t proc)
 
 static int is_call_fault(fake_behavior b)
 {
-    return b >= FAKE_GARBAGE && b <= FAKE_PING_FIRST;
+    return b >= FAKE_GARBAGE && b <= FAKE_MAX_REPLY;
 }
 
 /* Handles one complete packet p[0..len).  Returns an fk_next value. */

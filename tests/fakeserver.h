@@ -50,6 +50,8 @@ typedef enum fake_behavior {
     FAKE_LEN_TOO_BIG,     /* length word 0xFFFFFFF0, a header, 8 bytes; kept open */
     FAKE_LEN_OVER_MAX,    /* length word 33554437 (one over the maximum),
                            * a header, 8 bytes; kept open */
+    FAKE_LEN_TOO_BIG_BARE,/* length word 0xFFFFFFF0 and nothing else; kept
+                           * open (a client must judge the length alone) */
     FAKE_TRUNCATED,       /* the reply, its length word 16 bytes too large;
                            * then the fake closes */
     FAKE_WRONG_SERIAL,    /* the reply with another serial */
@@ -68,6 +70,10 @@ typedef enum fake_behavior {
     FAKE_NEVER_ANSWER,    /* read the call, never answer, keep the socket */
     FAKE_SLOW,            /* answer after slow_ms */
     FAKE_PING_FIRST,      /* a keepalive PING, then the reply */
+    FAKE_MAX_REPLY,       /* a valid OK reply of exactly 33554436 bytes, the
+                           * largest allowed: its body is a variable-length
+                           * opaque of FAKE_MAX_REPLY_BYTES bytes, byte i
+                           * being (i * 7) & 0xff */
     FAKE_AUTH_SASL_ONLY,  /* handshake: AUTH_LIST answers [SASL] */
     FAKE_REFUSE_OPEN,     /* handshake: CONNECT_OPEN gets an error reply
                            * (code 5 VIR_ERR_NO_CONNECT, domain 13,
@@ -90,6 +96,8 @@ typedef enum fake_behavior {
 #define FAKE_REFUSE_MESSAGE "no connection driver available for fake:///refused"
 #define FAKE_BAD_STRING_LENGTH 4000000000u
 #define FAKE_BAD_ARRAY_COUNT_VALUE 1000000000u
+#define FAKE_MAX_PACKET (33554432u + 4u)
+#define FAKE_MAX_REPLY_BYTES (FAKE_MAX_PACKET - 32u)
 
 typedef struct fake_server fake_server;
 
