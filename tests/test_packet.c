@@ -324,9 +324,15 @@ static void test_encode_limits(void)
     char *xml = malloc(big + 1);
     uint32_t w;
 
+#ifndef __SANITIZE_ADDRESS__
+    /* ASan's own xdr_string interceptor calls strlen() on the pointer before
+     * libtirpc's NULL check runs, so this case only runs without ASan. */
     LVRPCT_ASSERT_RC(lvrpci_encode_packet(&b, &h, (xdrproc_t)xdr_lvrpc_domain_lookup_by_name_args,
                                           &a),
                      LVRPC_EINVAL);
+#else
+    (void)a;
+#endif
     if (!xml)
         return;
     memset(xml, 'x', big);
