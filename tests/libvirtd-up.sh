@@ -176,7 +176,7 @@ show_log() {
 }
 
 # ------------------------------------------------------------ start
-LOCK=${TMPDIR:-/tmp}/lvrpc-tests-libvirtd-port.lock
+LOCK=${TMPDIR:-/tmp}/lvrpc-tests-libvirtd-port.$(id -u).lock
 exec 9>>"$LOCK"
 flock -w 60 9 || die "could not lock $LOCK within 60 s"
 PID=
