@@ -1,7 +1,7 @@
 /* lvrpc.c - the lvrpc command-line tool: a small virsh work-alike that
  * talks to libvirtd through liblvrpc.
  *
- *   lvrpc [-c URI] [--mode direct|shared] [--pool K] [--timeout SECONDS]
+ *   lvrpc [-c URI] [--mode direct|shared] [--pool K] [--inflight N] [--timeout SECONDS]
  *         COMMAND [ARGS]
  *
  * Output follows virsh byte for byte (each virsh-style command's output ends
@@ -52,13 +52,15 @@ static const cli_command commands[] = {
 
 static void usage(void)
 {
-    printf("usage: lvrpc [-c URI] [--mode direct|shared] [--pool K] [--timeout SECONDS]\n"
+    printf("usage: lvrpc [-c URI] [--mode direct|shared] [--pool K] [--inflight N] [--timeout SECONDS]\n"
            "             COMMAND [ARGS]\n"
            "\n"
            "options:\n"
            "  -c, --connect URI    daemon to talk to (default: $LIBVIRT_DEFAULT_URI)\n"
            "  --mode direct|shared how calls reach the daemon (default: direct)\n"
            "  --pool K             connections in shared mode (default: 1)\n"
+           "  --inflight N         calls in flight per shared connection (default: 5,\n"
+           "                       libvirtd's max_client_requests)\n"
            "  --timeout SECONDS    per-call timeout (default: 30)\n"
            "  -h, --help           this text\n"
            "  --version            the version of lvrpc\n"
@@ -78,7 +80,7 @@ static const cli_command *find_command(const char *name)
 
 /* The global options, as given. */
 typedef struct globals {
-    const char *uri, *mode, *pool, *timeout, *help, *version;
+    const char *uri, *mode, *pool, *inflight, *timeout, *help, *version;
 } globals;
 
 static int set_timeout(cli_ctx *ctx, const char *s, lvrpc_options *o)
@@ -97,7 +99,7 @@ static int set_timeout(cli_ctx *ctx, const char *s, lvrpc_options *o)
 /* Turns the global options into lvrpc_options. */
 static int make_options(cli_ctx *ctx, const globals *g, lvrpc_options *o)
 {
-    unsigned long pool;
+    unsigned long pool, inflight;
 
     memset(o, 0, sizeof(*o));
     if (g->mode && strcmp(g->mode, "direct") == 0)
@@ -110,6 +112,11 @@ static int make_options(cli_ctx *ctx, const globals *g, lvrpc_options *o)
         if (cli_parse_uint(ctx, "--pool", g->pool, 1, 1024, &pool) < 0)
             return -1;
         o->pool_size = (unsigned)pool;
+    }
+    if (g->inflight) {
+        if (cli_parse_uint(ctx, "--inflight", g->inflight, 1, 65536, &inflight) < 0)
+            return -1;
+        o->max_inflight = (unsigned)inflight;
     }
     if (g->timeout && set_timeout(ctx, g->timeout, o) < 0)
         return -1;
@@ -148,6 +155,7 @@ static int parse_globals(cli_ctx *ctx, int argc, char **argv, globals *g)
     const cli_opt opts[] = {{"connect", 'c', CLI_VALUE, &g->uri},
                             {"mode", 0, CLI_VALUE, &g->mode},
                             {"pool", 0, CLI_VALUE, &g->pool},
+                            {"inflight", 0, CLI_VALUE, &g->inflight},
                             {"timeout", 0, CLI_VALUE, &g->timeout},
                             {"help", 'h', CLI_FLAG, &g->help},
                             {"version", 0, CLI_FLAG, &g->version},
