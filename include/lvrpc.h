@@ -95,6 +95,62 @@ typedef enum lvrpc_mode {
 /* Open flags. */
 #define LVRPC_OPEN_READONLY 0x1u /* VIR_CONNECT_RO: open read-only */
 
+/* OpenSSL's SSL_CTX, declared here so that this header never needs
+ * <openssl/ssl.h> and never changes with configure flags. */
+struct ssl_ctx_st;
+
+/* TLS settings for tls URIs (lvrpc_options.tls); ignored for tcp and unix.
+ * Zeroed (or no struct at all) means what libvirt's own client does:
+ *
+ * Files.  With pkipath=DIR in the URI: DIR/cacert.pem, DIR/clientcert.pem,
+ * DIR/clientkey.pem (and DIR/cacrl.pem if present).  Without it, a non-root
+ * process first looks in $HOME/.pki/libvirt/ (same names; cacert.pem and
+ * cacrl.pem each fall back to the system path on their own, the certificate
+ * and key as a pair), then in the system paths /etc/pki/CA/cacert.pem,
+ * /etc/pki/CA/cacrl.pem, /etc/pki/libvirt/clientcert.pem and
+ * /etc/pki/libvirt/private/clientkey.pem.  The CA certificate must exist.
+ * A missing client certificate and key are not an error here (the daemon
+ * decides, and lvrpc_open then fails with LVRPC_ETLS saying so), but one of
+ * the two without the other is.
+ *
+ * Verification, on by default: the daemon's certificate must chain to the
+ * CA, be within its validity dates, be meant for a server (extended key
+ * usage) and name the URI's host (a DNS name or an IP address) in its
+ * subject alternative names (or, without DNS names there, in its common
+ * name).  Then libvirtd checks our certificate and sends one confirmation
+ * byte; a daemon that closes instead gives LVRPC_ETLS "the daemon rejected
+ * our client certificate".  TLS 1.2 is the oldest version offered.
+ *
+ * no_verify=1 in the URI, or LVRPC_TLS_NO_VERIFY here, does what libvirt's
+ * no_verify does and nothing more: failures of the daemon's certificate
+ * (chain, dates, host name, usage) are ignored.  The CA file must still
+ * exist and load, our certificate is still presented, and the daemon still
+ * checks it.  The connection is then open to a man in the middle; use it
+ * for tests only.
+ *
+ * All of this is read only by lvrpc_open(): paths are copied and the files
+ * are loaded once, into one SSL_CTX per handle that every connection of the
+ * handle shares (the struct and the strings may be freed afterwards). */
+typedef struct lvrpc_tls_options {
+    const char *ca_file;    /* PEM CA certificate(s); replaces cacert.pem */
+    const char *cert_file;  /* PEM client certificate (chain allowed);
+                             * replaces clientcert.pem */
+    const char *key_file;   /* PEM private key; replaces clientkey.pem.
+                             * With cert_file set and key_file NULL, the key
+                             * is read from cert_file. */
+    /* A TLS context the caller has set up (certificates, trust store,
+     * ciphers, minimum version).  When set, the three paths above, pkipath
+     * and the default paths are not used.  lvrpc takes a reference
+     * (SSL_CTX_up_ref) that lvrpc_close() drops, never changes the context,
+     * and still sets on each of its connections: peer verification with its
+     * own callback (unless no_verify), the host name check, TLS >= 1.2. */
+    struct ssl_ctx_st *ctx;
+    unsigned flags;         /* LVRPC_TLS_* */
+    unsigned reserved[7];   /* must be 0 */
+} lvrpc_tls_options;
+
+#define LVRPC_TLS_NO_VERIFY 0x1u /* as no_verify=1 in the URI (see above) */
+
 /* Options for lvrpc_open().  A zeroed struct ({0}) means the documented
  * defaults; new fields are only ever added at the end. */
 typedef struct lvrpc_options {
@@ -110,7 +166,13 @@ typedef struct lvrpc_options {
     unsigned max_inflight;     /* calls in flight per connection; 0 = 5 */
     unsigned reconnect_min_ms; /* first reconnect delay; 0 = 100 */
     unsigned reconnect_max_ms; /* backoff cap; 0 = 5000 */
-    unsigned reserved[8];      /* must be 0 */
+    /* TLS: certificates, an SSL_CTX, no_verify (see lvrpc_tls_options);
+     * NULL = the URI's parameters and libvirt's default paths.  Read only
+     * by lvrpc_open().  Builds without OpenSSL ignore it: tls URIs fail
+     * there with LVRPC_ENOTSUP. */
+    const lvrpc_tls_options *tls;
+    /* must be 0; the struct's size is the same as before tls was added */
+    unsigned reserved[8 - sizeof(void *) / sizeof(unsigned)];
 } lvrpc_options;
 
 #define LVRPC_DEFAULT_CALL_TIMEOUT_MS 30000u
@@ -121,7 +183,8 @@ typedef struct lvrpc_options {
  *   test:///default (local daemon's default UNIX socket)
  * URI rules follow libvirt's client: driver[+transport]://[user@][host][:port]/path[?params];
  * transport unix when there is no host, tls when there is one; ports 16509
- * (tcp) and 16514 (tls); params socket=, name=, mode=, pkipath=, no_verify=.
+ * (tcp) and 16514 (tls); params socket=, name=, mode=, pkipath=, no_verify=
+ * (TLS: see lvrpc_tls_options).
  * The first connection is opened and handshaken (auth list, connect open)
  * before this returns, so a bad URI or unreachable daemon fails here.
  * opts may be NULL (all defaults).  On success *out is a new handle that the
@@ -205,5 +268,6 @@ LVRPC_API const lvrpc_proc_info *lvrpc_proc_table(size_t *count);
  * a typed call for every procedure they contain. */
 #include <lvrpc_remote.h>
 #include <lvrpc_calls.h>
+#include <lvrpc_stream.h>
 
 #endif /* LVRPC_H */

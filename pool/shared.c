@@ -53,10 +53,18 @@
  * waits until no caller is still inside the engine before freeing it (a
  * caller's last act is an atomic decrement of callers, so close polls it).
  *
- * Callbacks: none run on the reader thread.  Event messages and stream
- * packets are routed by route_message() / route_stream(): today they are
- * counted and dropped (the events and streams work will queue them for a
- * dispatch thread and for the stream's bounded queue).
+ * Streams.  A stream-creating call carries a registration (struct sreg)
+ * that make_pending links into pc->streams under the serial it assigns, so
+ * stream packets that follow the reply at once are already routed.  The
+ * reader copies each stream packet into its stream's queue; when a queue
+ * holds LVRPC_STREAM_QUEUE_MAX bytes the reader waits (on sreg.room, pool
+ * lock released) until the consumer takes packets: backpressure on that
+ * connection only.  Packets of unknown streams are dropped.  Death and
+ * close kill the registered streams with the cause; their owners free them.
+ *
+ * Callbacks: none run on the reader thread.  Event messages are counted and
+ * dropped by route_message() until the events API queues them for its
+ * dispatch thread.
  */
 #include "config.h"
 
@@ -80,7 +88,32 @@ typedef struct waiter {
     lvrpc_error err;      /* valid when rc is not OK */
     sem_t done;           /* posted exactly once, when state becomes DONE */
     struct waiter *qnext; /* FIFO queue link */
+    struct sreg *reg;     /* a stream-creating call: its registration */
 } waiter;
+
+/* A stream packet waiting for its consumer. */
+typedef struct qpkt {
+    struct qpkt *next;
+    lvrpci_header h;
+    size_t len;
+    unsigned char body[];
+} qpkt;
+
+/* A stream's registration on its connection: the reader appends the
+ * stream's packets to its queue (pool lock held). */
+typedef struct sreg {
+    struct sreg *next;        /* in pc->streams, while linked */
+    struct pconn *pc;
+    uint32_t serial;
+    int linked;
+    qpkt *head, *tail;
+    size_t bytes;             /* queued body bytes */
+    qpkt *cur;                /* handed to the consumer, freed on its next call */
+    int dead;
+    lvrpc_error cause;
+    pthread_cond_t ready;     /* a packet arrived, or the stream died */
+    pthread_cond_t room;      /* the consumer took packets (backpressure) */
+} sreg;
 
 typedef struct pool pool;
 
@@ -98,6 +131,7 @@ typedef struct pconn {
     pthread_cond_t writers_gone;
     pthread_t reader;
     int reader_started;
+    sreg *streams;       /* registered streams */
     lvrpc_error cause;   /* why it went DOWN */
 } pconn;
 
@@ -112,6 +146,7 @@ struct pool {
     int closing;
     uint64_t opened, dropped, reconnects, events, stream_packets;
     uint64_t calls, errors; /* atomic */
+    unsigned nstreams;      /* open streams (atomic) */
 };
 
 static void cond_init_monotonic(pthread_cond_t *c)
@@ -220,6 +255,35 @@ static void make_pending(pconn *pc, waiter *w)
     w->state = W_PENDING;
     pc->table[s & pc->mask] = w;
     pc->inflight++;
+    if (w->reg) { /* its data may follow the reply at once: route it from now */
+        w->reg->serial = s;
+        w->reg->pc = pc;
+        w->reg->linked = 1;
+        w->reg->next = pc->streams;
+        pc->streams = w->reg;
+    }
+}
+
+static void unlink_stream(sreg *r)
+{
+    sreg **pp;
+
+    if (!r->linked)
+        return;
+    for (pp = &r->pc->streams; *pp && *pp != r; pp = &(*pp)->next)
+        ;
+    if (*pp)
+        *pp = r->next;
+    r->linked = 0;
+    pthread_cond_broadcast(&r->room); /* a reader held back by it goes on */
+}
+
+static void kill_stream(sreg *r, const lvrpc_error *cause)
+{
+    r->dead = 1;
+    r->cause = *cause;
+    unlink_stream(r);
+    pthread_cond_broadcast(&r->ready);
 }
 
 /* Removes a PENDING waiter from its table (it timed out or was not sent). */
@@ -395,9 +459,15 @@ static void give_up(pool *p, pconn *pc, waiter *w)
         send_for_queue(p, hand_over);
 }
 
+static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg);
+
 static int pool_call(void *engine, lvrpci_call *call, int64_t deadline)
 {
-    pool *p = engine;
+    return pool_call_reg(engine, call, deadline, NULL);
+}
+
+static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg)
+{
     lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, 0, LVRPC_STATUS_OK};
     waiter w;
     pconn *pc = NULL;
@@ -406,6 +476,7 @@ static int pool_call(void *engine, lvrpci_call *call, int64_t deadline)
 
     memset(&w, 0, sizeof(w));
     w.call = call;
+    w.reg = reg;
     /* Encoded before any lock is taken; the serial is patched in later. */
     rc = lvrpci_encode_packet(&w.pkt, &h, call->xdr_args, call->args);
     if (rc != LVRPC_OK)
@@ -485,11 +556,37 @@ static void route_message(pconn *pc, const lvrpci_header *h)
     pc->pool->events++;
 }
 
-/* Stream data: counted and dropped until streams have their queues. */
-static void route_stream(pconn *pc, const lvrpci_header *h)
+/* Queues a stream packet for its stream (pool lock held).  When the
+ * stream's queue is full the reader waits here for its consumer: that is the
+ * backpressure, and it holds up this connection only.  Packets of unknown
+ * streams (aborted, freed) are dropped, as libvirt does. */
+static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char *body,
+                         size_t len)
 {
-    (void)h;
-    pc->pool->stream_packets++;
+    pool *p = pc->pool;
+    sreg *r;
+    qpkt *q;
+
+    p->stream_packets++;
+    for (r = pc->streams; r && r->serial != h->serial; r = r->next)
+        ;
+    if (!r || h->prog != LVRPC_PROGRAM_REMOTE)
+        return;
+    while (r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX)
+        pthread_cond_wait(&r->room, &p->lock);
+    if (!r->linked || p->closing || !(q = malloc(sizeof(*q) + len)))
+        return;
+    q->next = NULL;
+    q->h = *h;
+    q->len = len;
+    memcpy(q->body, body, len);
+    if (r->tail)
+        r->tail->next = q;
+    else
+        r->head = q;
+    r->tail = q;
+    r->bytes += len;
+    pthread_cond_signal(&r->ready);
 }
 
 static int send_pong(pconn *pc, lvrpci_conn *conn)
@@ -526,7 +623,7 @@ static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size
         return LVRPC_OK;
     case LVRPC_STREAM:
     case LVRPC_STREAM_HOLE:
-        route_stream(pc, &h);
+        route_stream(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
         return LVRPC_OK;
     default:
         return lvrpci_fail(LVRPC_EPROTO, 0, "unexpected message type %d from the daemon",
@@ -587,6 +684,8 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
     pc->conn = NULL;
     pc->cause = cause;
     fail_all_pending(pc, &cause);
+    while (pc->streams)
+        kill_stream(pc->streams, &cause);
     while (__atomic_load_n(&pc->writers, __ATOMIC_ACQUIRE) > 0)
         pthread_cond_wait(&pc->writers_gone, &p->lock);
     pthread_mutex_unlock(&p->lock);
@@ -685,6 +784,144 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------ streams */
+
+static int pool_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
+                            lvrpc_stream *st)
+{
+    pool *p = engine;
+    sreg *r = calloc(1, sizeof(*r));
+    int rc;
+
+    if (!r)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    cond_init_monotonic(&r->ready);
+    pthread_cond_init(&r->room, NULL);
+    __atomic_add_fetch(&p->nstreams, 1, __ATOMIC_ACQ_REL);
+    rc = pool_call_reg(p, call, deadline, r);
+    if (rc != LVRPC_OK) {
+        pthread_mutex_lock(&p->lock);
+        unlink_stream(r);
+        pthread_mutex_unlock(&p->lock);
+        st->impl = r;
+        st->engine = p;
+        st->ops->release(st, 0);
+        return rc;
+    }
+    st->serial = r->serial;
+    st->impl = r;
+    return LVRPC_OK;
+}
+
+static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline)
+{
+    pool *p = st->engine;
+    sreg *r = st->impl;
+    pconn *pc;
+    lvrpci_conn *conn = NULL;
+    int rc = LVRPC_OK;
+
+    pthread_mutex_lock(&p->lock);
+    pc = r->pc;
+    if (r->dead)
+        rc = lvrpci_set_error(&r->cause);
+    else if (!pc || !pc->up || !pc->conn)
+        rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the stream's connection is gone");
+    else {
+        conn = pc->conn;
+        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!conn)
+        return rc;
+    /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
+     * them on the shared socket. */
+    pthread_mutex_lock(&pc->wlock);
+    if (conn->t->ops->writev_all) {
+        rc = conn->t->ops->writev_all(conn->t, iov, n, deadline);
+    } else {
+        lvrpci_buf b = {0};
+        for (int i = 0; i < n && rc == LVRPC_OK; i++) {
+            rc = lvrpci_buf_reserve(&b, b.len + iov[i].iov_len);
+            if (rc == LVRPC_OK) {
+                memcpy(b.data + b.len, iov[i].iov_base, iov[i].iov_len);
+                b.len += iov[i].iov_len;
+            }
+        }
+        if (rc == LVRPC_OK)
+            rc = conn->t->ops->write_all(conn->t, b.data, b.len, deadline);
+        lvrpci_buf_clear(&b);
+    }
+    pthread_mutex_unlock(&pc->wlock);
+    if (rc != LVRPC_OK)
+        conn->t->ops->shutdown(conn->t);
+    writer_done(p, pc);
+    return rc;
+}
+
+static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
+                            const unsigned char **body, size_t *len)
+{
+    pool *p = st->engine;
+    sreg *r = st->impl;
+    int rc = LVRPC_OK;
+
+    pthread_mutex_lock(&p->lock);
+    free(r->cur);
+    r->cur = NULL;
+    while (!r->head && !r->dead && !p->closing && rc == LVRPC_OK)
+        if (wait_until(&r->ready, &p->lock, deadline) == ETIMEDOUT && !r->head)
+            rc = lvrpci_fail(LVRPC_ETIMEDOUT, 0, "timed out waiting for stream data");
+    if (r->head) {
+        qpkt *q = r->head;
+        r->head = q->next;
+        if (!r->head)
+            r->tail = NULL;
+        if (r->bytes >= LVRPC_STREAM_QUEUE_MAX && r->bytes - q->len < LVRPC_STREAM_QUEUE_MAX)
+            pthread_cond_broadcast(&r->room);
+        r->bytes -= q->len;
+        r->cur = q;
+        *h = q->h;
+        *body = q->body;
+        *len = q->len;
+        rc = LVRPC_OK;
+    } else if (rc == LVRPC_OK) {
+        rc = r->dead ? lvrpci_set_error(&r->cause)
+                     : lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed");
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+static void pool_stream_release(lvrpc_stream *st, int reusable)
+{
+    pool *p = st->engine;
+    sreg *r = st->impl;
+
+    (void)reusable; /* the shared connection stays; late packets are dropped */
+    pthread_mutex_lock(&p->lock);
+    unlink_stream(r);
+    pthread_mutex_unlock(&p->lock);
+    free(r->cur);
+    while (r->head) {
+        qpkt *q = r->head;
+        r->head = q->next;
+        free(q);
+    }
+    pthread_cond_destroy(&r->ready);
+    pthread_cond_destroy(&r->room);
+    free(r);
+    st->impl = NULL;
+    __atomic_sub_fetch(&p->nstreams, 1, __ATOMIC_RELEASE); /* last touch of p */
+}
+
+static const lvrpci_stream_ops pool_stream_ops = {
+    .open = pool_stream_open,
+    .send = pool_stream_send,
+    .next = pool_stream_next,
+    .release = pool_stream_release,
+};
+
 /* ------------------------------------------------------------ lifecycle */
 
 static void pool_stop(void *engine)
@@ -703,6 +940,8 @@ static void pool_stop(void *engine)
         snprintf(e.message, sizeof(e.message), "the handle was closed during the call");
         if (pc->table)
             fail_all_pending(pc, &e);
+        while (pc->streams)
+            kill_stream(pc->streams, &e);
         if (pc->conn)
             pc->conn->t->ops->shutdown(pc->conn->t);
     }
@@ -724,7 +963,8 @@ static void pool_stop(void *engine)
 
     /* Callers leave without taking the lock (their last act is the
      * decrement), so close polls; they are all awake by now. */
-    while (__atomic_load_n(&p->callers, __ATOMIC_ACQUIRE) > 0)
+    while (__atomic_load_n(&p->callers, __ATOMIC_ACQUIRE) > 0 ||
+           __atomic_load_n(&p->nstreams, __ATOMIC_ACQUIRE) > 0) /* owners free streams */
         usleep(500);
 
     for (unsigned i = 0; i < p->nconns; i++) {
@@ -824,4 +1064,5 @@ const lvrpci_engine_ops lvrpci_shared_engine = {
     .call = pool_call,
     .stop = pool_stop,
     .stats = pool_stats,
+    .streams = &pool_stream_ops,
 };

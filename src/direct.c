@@ -38,6 +38,7 @@ typedef struct direct {
     lvrpci_conn *busy;       /* sockets with a call on them */
     unsigned nopen;          /* idle + busy + being opened */
     unsigned active;         /* calls inside direct_call */
+    unsigned streams;        /* open streams, each holding a busy socket */
     int closing;
     uint64_t opened;
     uint64_t dropped;
@@ -185,6 +186,106 @@ static int direct_call(void *engine, lvrpci_call *call, int64_t deadline)
     return rc;
 }
 
+/* ------------------------------------------------------------ streams */
+
+/* A stream keeps the socket of its opening call until it is released. */
+static int direct_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
+                              lvrpc_stream *st)
+{
+    direct *d = engine;
+    lvrpci_conn *c = NULL;
+    int rc;
+
+    pthread_mutex_lock(&d->lock);
+    d->active++;
+    rc = take_socket(d, deadline, &c);
+    pthread_mutex_unlock(&d->lock);
+    if (rc == LVRPC_OK && !c)
+        rc = open_socket(d, deadline, &c);
+    if (rc == LVRPC_OK) {
+        st->serial = c->next_serial; /* the serial lvrpci_conn_call will use */
+        rc = lvrpci_conn_call(c, call, deadline);
+        if (rc != LVRPC_OK)
+            give_back(d, c, rc);
+        else
+            st->impl = c;
+    }
+    pthread_mutex_lock(&d->lock);
+    d->calls++;
+    d->errors += rc != LVRPC_OK;
+    d->streams += rc == LVRPC_OK;
+    d->active--;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static int direct_stream_send(lvrpc_stream *st, const struct iovec *iov, int n,
+                              int64_t deadline)
+{
+    lvrpci_conn *c = st->impl;
+    lvrpci_buf b = {0};
+    int rc;
+
+    if (c->t->ops->writev_all)
+        return c->t->ops->writev_all(c->t, iov, n, deadline);
+    for (int i = 0; i < n; i++) { /* a transport without writev: one buffer */
+        if ((rc = lvrpci_buf_reserve(&b, b.len + iov[i].iov_len)) != LVRPC_OK) {
+            lvrpci_buf_clear(&b);
+            return rc;
+        }
+        memcpy(b.data + b.len, iov[i].iov_base, iov[i].iov_len);
+        b.len += iov[i].iov_len;
+    }
+    rc = c->t->ops->write_all(c->t, b.data, b.len, deadline);
+    lvrpci_buf_clear(&b);
+    return rc;
+}
+
+static int direct_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
+                              const unsigned char **body, size_t *len)
+{
+    lvrpci_conn *c = st->impl;
+
+    for (;;) {
+        const unsigned char *pkt;
+        size_t plen;
+        int rc = lvrpci_conn_read_packet(c, deadline, &pkt, &plen);
+        if (rc != LVRPC_OK)
+            return rc;
+        lvrpci_header_get(pkt + LVRPCI_LEN_WORD, h);
+        if (h->prog == LVRPC_KEEPALIVE_PROGRAM || h->type == LVRPC_MESSAGE)
+            continue; /* Direct sockets ask for neither */
+        if ((h->type != LVRPC_STREAM && h->type != LVRPC_STREAM_HOLE) ||
+            h->serial != st->serial || h->prog != st->prog || h->proc != st->proc)
+            return lvrpci_fail(LVRPC_EPROTO, 0,
+                               "unexpected packet on a stream (type %d, serial %u, expected "
+                               "stream data for serial %u)", h->type, h->serial, st->serial);
+        *body = pkt + LVRPCI_PACKET_MIN;
+        *len = plen - LVRPCI_PACKET_MIN;
+        return LVRPC_OK;
+    }
+}
+
+static void direct_stream_release(lvrpc_stream *st, int reusable)
+{
+    direct *d = st->engine;
+
+    give_back(d, st->impl, reusable ? LVRPC_OK : LVRPC_ECLOSED);
+    st->impl = NULL;
+    pthread_mutex_lock(&d->lock);
+    d->streams--;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static const lvrpci_stream_ops direct_stream_ops = {
+    .open = direct_stream_open,
+    .send = direct_stream_send,
+    .next = direct_stream_next,
+    .release = direct_stream_release,
+};
+
 static void direct_stop(void *engine)
 {
     direct *d = engine;
@@ -195,7 +296,7 @@ static void direct_stop(void *engine)
     __atomic_store_n(&d->closing, 1, __ATOMIC_RELEASE);
     for (lvrpci_conn *c = d->busy; c; c = c->next)
         c->t->ops->shutdown(c->t); /* wakes the call blocked on it */
-    while (d->active > 0)
+    while (d->active > 0 || d->streams > 0) /* streams: their owners must free them */
         pthread_cond_wait(&d->changed, &d->lock);
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < d->nidle; i++)
@@ -265,4 +366,5 @@ const lvrpci_engine_ops lvrpci_direct_engine = {
     .call = direct_call,
     .stop = direct_stop,
     .stats = direct_stats,
+    .streams = &direct_stream_ops,
 };

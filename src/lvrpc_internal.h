@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/uio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -145,6 +146,9 @@ typedef struct lvrpci_transport_ops {
     /* Reads between 1 and len bytes.  Returns the count, or -code. */
     ssize_t (*read_some)(lvrpci_transport *t, void *buf, size_t len,
                          int64_t deadline);
+    /* Optional: writes all of iov[0..n) as one packet (NULL: the caller
+     * copies into one buffer and uses write_all). */
+    int (*writev_all)(lvrpci_transport *t, const struct iovec *iov, int n, int64_t deadline);
     /* Makes blocked and later reads and writes fail at once.  May be called
      * from any thread while another thread is inside read/write. */
     void (*shutdown)(lvrpci_transport *t);
@@ -217,6 +221,43 @@ int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline);
  * bytes waiting), so it must not be reused. */
 int lvrpci_conn_is_stale(lvrpci_conn *c);
 
+/* ------------------------------------------------------------------ streams */
+
+/* What an engine provides for streams.  The common logic (chunking, holes,
+ * end, finish, abort) is in src/stream.c. */
+typedef struct lvrpci_stream_ops {
+    /* Makes the stream-creating call; on success the stream is pinned to
+     * its connection (Direct) or registered for routing (Shared). */
+    int (*open)(void *engine, lvrpci_call *call, int64_t deadline, lvrpc_stream *st);
+    /* Sends one whole packet given as iovecs (header first). */
+    int (*send)(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline);
+    /* The next packet of this stream; body stays valid until the next call. */
+    int (*next)(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
+                const unsigned char **body, size_t *len);
+    /* Ends the engine's part; reusable says the connection is in a clean state. */
+    void (*release)(lvrpc_stream *st, int reusable);
+} lvrpci_stream_ops;
+
+enum lvrpci_stream_state {
+    LVRPCI_ST_OPEN = 0,  /* data may flow both ways */
+    LVRPCI_ST_RX_END,    /* the daemon sent its end of data */
+    LVRPCI_ST_CLOSED     /* finished, aborted or failed; engine released */
+};
+
+struct lvrpc_stream {
+    lvrpc_client *client;
+    const lvrpci_stream_ops *ops;
+    void *engine;
+    void *impl;                 /* the engine's: pinned conn or registration */
+    uint32_t prog, vers, serial;
+    int32_t proc;
+    unsigned flags;             /* LVRPC_STREAM_* */
+    int state;
+    int rx_end;                 /* the daemon's end of data was received */
+    const unsigned char *rx;    /* data packet being handed out */
+    size_t rx_len, rx_off;
+};
+
 /* ------------------------------------------------------------------ engines */
 
 typedef struct lvrpci_engine_ops {
@@ -230,6 +271,7 @@ typedef struct lvrpci_engine_ops {
      * returned, closes the connections and frees the engine. */
     void (*stop)(void *engine);
     void (*stats)(void *engine, lvrpc_stats *out);
+    const lvrpci_stream_ops *streams;
 } lvrpci_engine_ops;
 
 extern const lvrpci_engine_ops lvrpci_direct_engine;

@@ -84,6 +84,45 @@ static int sock_write_all(lvrpci_transport *t, const void *buf, size_t len, int6
     return LVRPC_OK;
 }
 
+static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov_in, int n,
+                           int64_t deadline)
+{
+    struct iovec iov[8];
+    struct msghdr mh;
+    int i = 0;
+
+    if (n > 8)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "too many iovecs");
+    memcpy(iov, iov_in, (size_t)n * sizeof(*iov));
+    while (i < n) {
+        ssize_t w;
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        if (lvrpci_sock_set_timeout(t, 1, deadline) != LVRPC_OK)
+            return lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT, "timed out sending to the daemon");
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov + i;
+        mh.msg_iovlen = (size_t)(n - i);
+        w = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return io_error(errno, "send");
+        }
+        while (i < n && (size_t)w >= iov[i].iov_len) {
+            w -= (ssize_t)iov[i].iov_len;
+            i++;
+        }
+        if (i < n) {
+            iov[i].iov_base = (char *)iov[i].iov_base + w;
+            iov[i].iov_len -= (size_t)w;
+        }
+    }
+    return LVRPC_OK;
+}
+
 static ssize_t sock_read_some(lvrpci_transport *t, void *buf, size_t len, int64_t deadline)
 {
     for (;;) {
@@ -119,6 +158,7 @@ static void sock_destroy(lvrpci_transport *t)
 const lvrpci_transport_ops lvrpci_sock_ops = {
     .write_all = sock_write_all,
     .read_some = sock_read_some,
+    .writev_all = sock_writev_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
 };

@@ -1,0 +1,464 @@
+/* stream.c - the stream logic both engines share: packets of data, holes,
+ * the end of data, finish and abort.  The engines only move packets
+ * (lvrpci_stream_ops). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lvrpc_internal.h"
+
+/* How long abort waits for the daemon's last word before giving up on it. */
+#define ABORT_WAIT_MS 2000
+/* Read size of the fd pumps. */
+#define PUMP_CHUNK (1024u * 1024)
+
+static int64_t deadline_of(lvrpc_stream *st)
+{
+    return lvrpci_deadline_after_ms(__atomic_load_n(&st->client->call_timeout_ms,
+                                                    __ATOMIC_RELAXED));
+}
+
+static void close_stream(lvrpc_stream *st, int reusable)
+{
+    if (st->state == LVRPCI_ST_CLOSED)
+        return;
+    st->state = LVRPCI_ST_CLOSED;
+    st->rx = NULL;
+    st->rx_len = st->rx_off = 0;
+    st->ops->release(st, reusable);
+}
+
+/* Sends one stream packet: header + body. */
+static int send_packet(lvrpc_stream *st, int type, int status, const void *body, size_t len)
+{
+    unsigned char hdr[LVRPCI_PACKET_MIN];
+    lvrpci_header h = {st->prog, st->vers, st->proc, type, st->serial, status};
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)body, len}};
+    uint32_t n = htonl((uint32_t)(sizeof(hdr) + len));
+
+    memcpy(hdr, &n, 4);
+    lvrpci_header_put(hdr + LVRPCI_LEN_WORD, &h);
+    return st->ops->send(st, iov, len ? 2 : 1, deadline_of(st));
+}
+
+static int decode_stream_error(const unsigned char *body, size_t len)
+{
+    lvrpci_header h = {0, 0, 0, LVRPC_STREAM, 0, LVRPC_STATUS_ERROR};
+    lvrpci_call none = {0};
+
+    return lvrpci_decode_reply(&none, &h, body, len);
+}
+
+int lvrpc_stream_open(lvrpc_client *c, int proc, xdrproc_t xdr_args, const void *args,
+                      xdrproc_t xdr_ret, size_t ret_size, void **ret, unsigned flags,
+                      lvrpc_stream **out)
+{
+    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, proc, xdr_args,
+                        args, xdr_ret, ret_size, NULL};
+    lvrpc_stream *st;
+    int rc;
+
+    if (ret)
+        *ret = NULL;
+    if (!out || !c)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_stream_open: NULL argument");
+    *out = NULL;
+    if (xdr_ret && (!ret || !ret_size))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_stream_open: a reply routine needs ret");
+    if (!(st = calloc(1, sizeof(*st))))
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    st->client = c;
+    st->ops = c->ops->streams;
+    st->engine = c->engine;
+    st->prog = call.prog;
+    st->vers = call.vers;
+    st->proc = proc;
+    st->flags = flags;
+    rc = st->ops->open(c->engine, &call, lvrpci_deadline_after_ms(c->call_timeout_ms), st);
+    if (rc != LVRPC_OK) {
+        lvrpc_reply_free(call.ret);
+        free(st);
+        return rc;
+    }
+    if (ret)
+        *ret = call.ret;
+    else
+        lvrpc_reply_free(call.ret);
+    *out = st;
+    return LVRPC_OK;
+}
+
+static int check_open(lvrpc_stream *st)
+{
+    if (!st)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "stream is NULL");
+    if (st->state == LVRPCI_ST_CLOSED)
+        return lvrpci_fail(LVRPC_ECLOSED, 0, "the stream is already finished or aborted");
+    return LVRPC_OK;
+}
+
+int lvrpc_stream_send(lvrpc_stream *st, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    int rc = check_open(st);
+
+    while (rc == LVRPC_OK && len > 0) {
+        size_t n = len < LVRPC_STREAM_CHUNK ? len : LVRPC_STREAM_CHUNK;
+        rc = send_packet(st, LVRPC_STREAM, LVRPC_STATUS_CONTINUE, p, n);
+        p += n;
+        len -= n;
+    }
+    if (rc != LVRPC_OK && rc != LVRPC_EINVAL && st)
+        close_stream(st, 0);
+    return rc;
+}
+
+int lvrpc_stream_send_hole(lvrpc_stream *st, int64_t length)
+{
+    lvrpc_stream_hole hole = {length, 0};
+    unsigned char body[12];
+    XDR x;
+    int rc = check_open(st);
+
+    if (rc != LVRPC_OK)
+        return rc;
+    if (!(st->flags & LVRPC_STREAM_SPARSE))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "holes need a stream opened with LVRPC_STREAM_SPARSE");
+    if (length <= 0)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "a hole must be longer than 0 bytes");
+    xdrmem_create(&x, (char *)body, sizeof(body), XDR_ENCODE);
+    xdr_lvrpc_stream_hole(&x, &hole);
+    xdr_destroy(&x);
+    rc = send_packet(st, LVRPC_STREAM_HOLE, LVRPC_STATUS_CONTINUE, body, sizeof(body));
+    if (rc != LVRPC_OK)
+        close_stream(st, 0);
+    return rc;
+}
+
+/* Takes the next packet and handles what ends or breaks the stream.
+ * Returns LVRPC_OK with a data packet in st->rx, a hole in *hole, or the
+ * end (st->state RX_END). */
+static int next_item(lvrpc_stream *st, int64_t *hole)
+{
+    lvrpci_header h;
+    const unsigned char *body;
+    size_t len;
+    int rc = st->ops->next(st, deadline_of(st), &h, &body, &len);
+
+    if (rc != LVRPC_OK) {
+        close_stream(st, 0);
+        return rc;
+    }
+    if (h.status == LVRPC_STATUS_ERROR) {
+        rc = decode_stream_error(body, len);
+        close_stream(st, rc == LVRPC_EREMOTE);
+        return rc;
+    }
+    if (h.type == LVRPC_STREAM && h.status == LVRPC_STATUS_CONTINUE) {
+        if (len == 0) {
+            st->state = LVRPCI_ST_RX_END;
+            st->rx_end = 1;
+        }
+        st->rx = body;
+        st->rx_len = len;
+        st->rx_off = 0;
+        return LVRPC_OK;
+    }
+    if (h.type == LVRPC_STREAM_HOLE && h.status == LVRPC_STATUS_CONTINUE) {
+        lvrpc_stream_hole sh = {0, 0};
+        XDR x;
+        int ok;
+        xdrmem_create(&x, (char *)body, (u_int)len, XDR_DECODE);
+        ok = xdr_lvrpc_stream_hole(&x, &sh) && xdr_getpos(&x) == len;
+        xdr_destroy(&x);
+        if (!(st->flags & LVRPC_STREAM_SPARSE) || !ok || sh.length < 0) {
+            close_stream(st, 0);
+            return lvrpci_fail(LVRPC_EPROTO, 0, ok ? "the daemon sent a hole on a stream that "
+                               "is not sparse" : "malformed stream hole packet");
+        }
+        *hole = sh.length;
+        return LVRPC_OK;
+    }
+    if (h.type == LVRPC_STREAM && h.status == LVRPC_STATUS_OK) {
+        /* The daemon closed the stream on its own: treat as the end. */
+        st->rx_end = 1;
+        close_stream(st, 1);
+        return LVRPC_OK;
+    }
+    close_stream(st, 0);
+    return lvrpci_fail(LVRPC_EPROTO, 0, "unexpected stream packet (type %d, status %d)",
+                       h.type, h.status);
+}
+
+int lvrpc_stream_recv(lvrpc_stream *st, void *buf, size_t cap, size_t *got, int64_t *hole)
+{
+    int64_t h = 0;
+    int rc;
+
+    if (got)
+        *got = 0;
+    if (hole)
+        *hole = 0;
+    if (!st || !got || (!buf && cap))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_stream_recv: NULL argument");
+    while (st->rx_off >= st->rx_len) {
+        if (st->rx_end)
+            return LVRPC_OK; /* the end: *got 0, *hole 0 */
+        if (st->state == LVRPCI_ST_CLOSED)
+            return lvrpci_fail(LVRPC_ECLOSED, 0, "the stream is closed");
+        st->rx_len = st->rx_off = 0;
+        if ((rc = next_item(st, &h)) != LVRPC_OK)
+            return rc;
+        if (h) {
+            if (!hole)
+                return lvrpci_fail(LVRPC_EINVAL, 0, "a hole arrived but hole is NULL");
+            *hole = h;
+            return LVRPC_OK;
+        }
+    }
+    {
+        size_t n = st->rx_len - st->rx_off;
+        if (n > cap)
+            n = cap;
+        memcpy(buf, st->rx + st->rx_off, n);
+        st->rx_off += n;
+        *got = n;
+    }
+    return LVRPC_OK;
+}
+
+/* Reads until the daemon's final OK (or error), dropping data still in
+ * flight. */
+static int await_final(lvrpc_stream *st, int64_t deadline)
+{
+    for (;;) {
+        lvrpci_header h;
+        const unsigned char *body;
+        size_t len;
+        int rc = st->ops->next(st, deadline, &h, &body, &len);
+        if (rc != LVRPC_OK)
+            return rc;
+        if (h.type == LVRPC_STREAM && h.status == LVRPC_STATUS_OK)
+            return LVRPC_OK;
+        if (h.status == LVRPC_STATUS_ERROR)
+            return decode_stream_error(body, len);
+    }
+}
+
+int lvrpc_stream_finish(lvrpc_stream *st)
+{
+    int rc;
+
+    if (st && st->state == LVRPCI_ST_CLOSED && st->rx_end)
+        return LVRPC_OK; /* the daemon already closed it cleanly */
+    rc = check_open(st);
+
+    if (rc != LVRPC_OK)
+        return rc;
+    st->rx = NULL;
+    st->rx_len = st->rx_off = 0;
+    rc = send_packet(st, LVRPC_STREAM, LVRPC_STATUS_OK, NULL, 0);
+    if (rc == LVRPC_OK)
+        rc = await_final(st, deadline_of(st));
+    close_stream(st, rc == LVRPC_OK || rc == LVRPC_EREMOTE);
+    return rc;
+}
+
+int lvrpc_stream_abort(lvrpc_stream *st)
+{
+    int rc = check_open(st);
+
+    if (rc != LVRPC_OK)
+        return rc;
+    st->rx = NULL;
+    st->rx_len = st->rx_off = 0;
+    rc = send_packet(st, LVRPC_STREAM, LVRPC_STATUS_ERROR, NULL, 0);
+    if (rc == LVRPC_OK) {
+        /* The daemon answers an abort with its own end (an error naming the
+         * abort, or OK); after that the connection is clean again. */
+        int fin = await_final(st, lvrpci_deadline_after_ms(ABORT_WAIT_MS));
+        close_stream(st, fin == LVRPC_OK || fin == LVRPC_EREMOTE);
+        return LVRPC_OK;
+    }
+    close_stream(st, 0);
+    return rc;
+}
+
+void lvrpc_stream_free(lvrpc_stream *st)
+{
+    if (!st)
+        return;
+    if (st->state != LVRPCI_ST_CLOSED) {
+        lvrpc_error saved = *lvrpci_error();
+        lvrpc_stream_abort(st);
+        lvrpci_set_error(&saved);
+    }
+    free(st);
+}
+
+/* ------------------------------------------------------------ fd pumps */
+
+static int progress(lvrpc_progress_cb cb, void *opaque, uint64_t done, uint64_t total,
+                    lvrpc_stream *st)
+{
+    if (cb && cb(done, total, opaque) != 0) {
+        lvrpc_stream_abort(st);
+        return lvrpci_fail(LVRPC_ECLOSED, 0, "the transfer was cancelled");
+    }
+    return LVRPC_OK;
+}
+
+/* Sends [off, end) of fd as data. */
+static int send_range(lvrpc_stream *st, int fd, unsigned char *buf, off_t off, off_t end,
+                      uint64_t *done, uint64_t total, lvrpc_progress_cb cb, void *opaque)
+{
+    while (end < 0 || off < end) {
+        size_t want = PUMP_CHUNK;
+        ssize_t n;
+        int rc;
+        if (end >= 0 && (off_t)want > end - off)
+            want = (size_t)(end - off);
+        n = end >= 0 ? pread(fd, buf, want, off) : read(fd, buf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return lvrpci_fail(LVRPC_ESYS, errno, "reading the local file: %s", strerror(errno));
+        if (n == 0)
+            return end < 0 ? LVRPC_OK
+                           : lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
+        if ((rc = lvrpc_stream_send(st, buf, (size_t)n)) != LVRPC_OK)
+            return rc;
+        off += n;
+        *done += (uint64_t)n;
+        if ((rc = progress(cb, opaque, *done, total, st)) != LVRPC_OK)
+            return rc;
+    }
+    return LVRPC_OK;
+}
+
+/* A sparse regular file: data ranges as data, the rest as holes. */
+static int send_sparse(lvrpc_stream *st, int fd, unsigned char *buf, off_t size,
+                       uint64_t *done, uint64_t total, lvrpc_progress_cb cb, void *opaque)
+{
+    off_t pos = 0;
+
+    while (pos < size) {
+        off_t data = lseek(fd, pos, SEEK_DATA), hole;
+        int rc;
+        if (data < 0)
+            data = size; /* no more data: the rest is a hole */
+        if (data > pos) {
+            if ((rc = lvrpc_stream_send_hole(st, data - pos)) != LVRPC_OK)
+                return rc;
+            *done += (uint64_t)(data - pos);
+            if ((rc = progress(cb, opaque, *done, total, st)) != LVRPC_OK)
+                return rc;
+            pos = data;
+            continue;
+        }
+        hole = lseek(fd, pos, SEEK_HOLE);
+        if (hole < 0 || hole > size)
+            hole = size;
+        if ((rc = send_range(st, fd, buf, pos, hole, done, total, cb, opaque)) != LVRPC_OK)
+            return rc;
+        pos = hole;
+    }
+    return LVRPC_OK;
+}
+
+int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
+                         void *opaque)
+{
+    unsigned char *buf;
+    struct stat sb;
+    uint64_t done = 0;
+    int rc = check_open(st);
+
+    if (rc != LVRPC_OK)
+        return rc;
+    if (!(buf = malloc(PUMP_CHUNK)))
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    if ((st->flags & LVRPC_STREAM_SPARSE) && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        rc = send_sparse(st, fd, buf, sb.st_size, &done, total, cb, opaque);
+    else
+        rc = send_range(st, fd, buf, 0, -1, &done, total, cb, opaque);
+    free(buf);
+    if (rc == LVRPC_OK)
+        rc = lvrpc_stream_finish(st);
+    else if (st->state != LVRPCI_ST_CLOSED) {
+        lvrpc_error saved = *lvrpci_error();
+        lvrpc_stream_abort(st);
+        lvrpci_set_error(&saved);
+    }
+    return rc;
+}
+
+static int write_all_fd(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return lvrpci_fail(LVRPC_ESYS, errno, "writing the local file: %s", strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+    return LVRPC_OK;
+}
+
+int lvrpc_stream_recv_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
+                         void *opaque)
+{
+    unsigned char *buf;
+    uint64_t done = 0;
+    int rc = check_open(st), seeked = 0;
+
+    if (rc != LVRPC_OK)
+        return rc;
+    if (!(buf = malloc(PUMP_CHUNK)))
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    for (;;) {
+        size_t got = 0;
+        int64_t hole = 0;
+        if ((rc = lvrpc_stream_recv(st, buf, PUMP_CHUNK, &got, &hole)) != LVRPC_OK)
+            break;
+        if (got) {
+            rc = write_all_fd(fd, buf, got);
+            done += got;
+            seeked = 0;
+        } else if (hole) {
+            rc = lseek(fd, (off_t)hole, SEEK_CUR) < 0
+                     ? lvrpci_fail(LVRPC_ESYS, errno, "seeking the local file: %s", strerror(errno))
+                     : LVRPC_OK;
+            done += (uint64_t)hole;
+            seeked = 1;
+        } else {
+            break; /* the end */
+        }
+        if (rc == LVRPC_OK)
+            rc = progress(cb, opaque, done, total, st);
+        if (rc != LVRPC_OK)
+            break;
+    }
+    /* A trailing hole: give the file its full length. */
+    if (rc == LVRPC_OK && seeked) {
+        off_t end = lseek(fd, 0, SEEK_CUR);
+        if (end < 0 || ftruncate(fd, end) < 0)
+            rc = lvrpci_fail(LVRPC_ESYS, errno, "extending the local file: %s", strerror(errno));
+    }
+    free(buf);
+    if (rc == LVRPC_OK)
+        rc = lvrpc_stream_finish(st);
+    else if (st->state != LVRPCI_ST_CLOSED) {
+        lvrpc_error saved = *lvrpci_error();
+        lvrpc_stream_abort(st);
+        lvrpci_set_error(&saved);
+    }
+    return rc;
+}
