@@ -51,6 +51,28 @@ LVRPC_API int lvrpc_stream_open(lvrpc_client *c, int proc, xdrproc_t xdr_args,
                                 const void *args, xdrproc_t xdr_ret, size_t ret_size,
                                 void **ret, unsigned flags, lvrpc_stream **out);
 
+/* Typed openers for the stream-creating procedures (flags as above; the
+ * call's own flags are in args).  Volume upload: send, then finish.
+ * Volume download and screenshot: receive until the end, then finish.
+ * Console and channel: both ways at once, until either side ends it. */
+LVRPC_API int lvrpc_storage_vol_upload_stream(lvrpc_client *c,
+                                              const lvrpc_storage_vol_upload_args *args,
+                                              unsigned flags, lvrpc_stream **out);
+LVRPC_API int lvrpc_storage_vol_download_stream(lvrpc_client *c,
+                                                const lvrpc_storage_vol_download_args *args,
+                                                unsigned flags, lvrpc_stream **out);
+/* *ret (the image's MIME type) is freed with lvrpc_reply_free(). */
+LVRPC_API int lvrpc_domain_screenshot_stream(lvrpc_client *c,
+                                             const lvrpc_domain_screenshot_args *args,
+                                             lvrpc_domain_screenshot_ret **ret,
+                                             lvrpc_stream **out);
+LVRPC_API int lvrpc_domain_open_console_stream(lvrpc_client *c,
+                                               const lvrpc_domain_open_console_args *args,
+                                               lvrpc_stream **out);
+LVRPC_API int lvrpc_domain_open_channel_stream(lvrpc_client *c,
+                                               const lvrpc_domain_open_channel_args *args,
+                                               lvrpc_stream **out);
+
 /* Sends len bytes (split into packets of LVRPC_STREAM_CHUNK).  Fails with
  * the daemon's error if it has aborted the stream. */
 LVRPC_API int lvrpc_stream_send(lvrpc_stream *st, const void *buf, size_t len);

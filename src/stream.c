@@ -93,6 +93,57 @@ int lvrpc_stream_open(lvrpc_client *c, int proc, xdrproc_t xdr_args, const void 
     return LVRPC_OK;
 }
 
+int lvrpc_storage_vol_upload_stream(lvrpc_client *c, const lvrpc_storage_vol_upload_args *args,
+                                    unsigned flags, lvrpc_stream **out)
+{
+    return lvrpc_stream_open(c, LVRPC_PROC_STORAGE_VOL_UPLOAD,
+                             (xdrproc_t)xdr_lvrpc_storage_vol_upload_args, args, NULL, 0, NULL,
+                             flags, out);
+}
+
+int lvrpc_storage_vol_download_stream(lvrpc_client *c,
+                                      const lvrpc_storage_vol_download_args *args,
+                                      unsigned flags, lvrpc_stream **out)
+{
+    return lvrpc_stream_open(c, LVRPC_PROC_STORAGE_VOL_DOWNLOAD,
+                             (xdrproc_t)xdr_lvrpc_storage_vol_download_args, args, NULL, 0,
+                             NULL, flags, out);
+}
+
+int lvrpc_domain_screenshot_stream(lvrpc_client *c, const lvrpc_domain_screenshot_args *args,
+                                   lvrpc_domain_screenshot_ret **ret, lvrpc_stream **out)
+{
+    void *r = NULL;
+    int rc = lvrpc_stream_open(c, LVRPC_PROC_DOMAIN_SCREENSHOT,
+                               (xdrproc_t)xdr_lvrpc_domain_screenshot_args, args,
+                               (xdrproc_t)xdr_lvrpc_domain_screenshot_ret,
+                               sizeof(lvrpc_domain_screenshot_ret), &r, 0, out);
+
+    if (ret)
+        *ret = r;
+    else
+        lvrpc_reply_free(r);
+    return rc;
+}
+
+int lvrpc_domain_open_console_stream(lvrpc_client *c,
+                                     const lvrpc_domain_open_console_args *args,
+                                     lvrpc_stream **out)
+{
+    return lvrpc_stream_open(c, LVRPC_PROC_DOMAIN_OPEN_CONSOLE,
+                             (xdrproc_t)xdr_lvrpc_domain_open_console_args, args, NULL, 0,
+                             NULL, 0, out);
+}
+
+int lvrpc_domain_open_channel_stream(lvrpc_client *c,
+                                     const lvrpc_domain_open_channel_args *args,
+                                     lvrpc_stream **out)
+{
+    return lvrpc_stream_open(c, LVRPC_PROC_DOMAIN_OPEN_CHANNEL,
+                             (xdrproc_t)xdr_lvrpc_domain_open_channel_args, args, NULL, 0,
+                             NULL, 0, out);
+}
+
 static int check_open(lvrpc_stream *st)
 {
     if (!st)
