@@ -85,7 +85,8 @@ typedef struct waiter {
     uint32_t serial;
     wstate state;
     int rc;
-    lvrpc_error err;      /* valid when rc is not OK */
+    lvrpc_error *err;     /* when rc is not OK (heap: keeps waiters small,
+                           * 1,000 waiting threads should cost little) */
     sem_t done;           /* posted exactly once, when state becomes DONE */
     struct waiter *qnext; /* FIFO queue link */
     struct sreg *reg;     /* a stream-creating call: its registration */
@@ -181,8 +182,8 @@ static int wait_until(pthread_cond_t *cond, pthread_mutex_t *m, int64_t deadline
 static void finish(waiter *w, int rc, const lvrpc_error *err)
 {
     w->rc = rc;
-    if (rc != LVRPC_OK && err)
-        w->err = *err;
+    if (rc != LVRPC_OK && err && !w->err && (w->err = malloc(sizeof(*w->err))))
+        *w->err = *err;
     w->state = W_DONE;
     sem_post(&w->done);
 }
@@ -494,8 +495,11 @@ static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg
         if (wait_done(&w, deadline) == ETIMEDOUT)
             give_up(p, pc, &w);
         rc = w.rc;
-        if (rc != LVRPC_OK)
-            lvrpci_set_error(&w.err);
+        if (rc != LVRPC_OK && w.err)
+            lvrpci_set_error(w.err);
+        else if (rc != LVRPC_OK)
+            lvrpci_fail(rc, ENOMEM, "%s (no memory for the details)", lvrpc_strerror(rc));
+        free(w.err);
     }
     sem_destroy(&w.done);
     lvrpci_buf_clear(&w.pkt);

@@ -125,7 +125,8 @@ int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
     long body_len = 0;
     int rc;
 
-    if ((rc = lvrpci_buf_reserve(b, 1024)) != LVRPC_OK)
+    /* Most calls are small; bigger ones are measured and re-encoded. */
+    if ((rc = lvrpci_buf_reserve(b, 256)) != LVRPC_OK)
         return rc;
     if (xdr_body) {
         body_len = encode_body(b, xdr_body, body);
