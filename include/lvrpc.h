@@ -171,9 +171,20 @@ typedef struct lvrpc_options {
      * by lvrpc_open().  Builds without OpenSSL ignore it: tls URIs fail
      * there with LVRPC_ENOTSUP. */
     const lvrpc_tls_options *tls;
+    /* Keepalive (Shared mode, and the event connection of Direct mode):
+     * after keepalive_interval_ms with nothing received a PING is sent;
+     * after keepalive_count unanswered intervals the connection is declared
+     * dead ("keepalive timeout", LVRPC_ETIMEDOUT) and re-established.
+     * Defaults as libvirt's client: 0 = 5000 ms and 0 = 5.
+     * LVRPC_KEEPALIVE_OFF turns client pings off (the daemon's PINGs are
+     * still answered).  Direct-mode call sockets never ask for keepalive. */
+    unsigned keepalive_interval_ms;
+    unsigned keepalive_count;
     /* must be 0; the struct's size is the same as before tls was added */
-    unsigned reserved[8 - sizeof(void *) / sizeof(unsigned)];
+    unsigned reserved[6 - sizeof(void *) / sizeof(unsigned)];
 } lvrpc_options;
+
+#define LVRPC_KEEPALIVE_OFF 0xffffffffu
 
 #define LVRPC_DEFAULT_CALL_TIMEOUT_MS 30000u
 #define LVRPC_DEFAULT_CONNECT_TIMEOUT_MS 10000u
@@ -225,6 +236,17 @@ LVRPC_API void lvrpc_get_stats(lvrpc_client *c, lvrpc_stats *out);
 #define LVRPC_PROGRAM_REMOTE 0x20008086u
 #define LVRPC_PROGRAM_REMOTE_VERSION 1u
 
+/* The other programs of libvirt's daemons, all at version 1: QEMU (raw
+ * monitor and guest agent commands, QMP events; QEMU drivers only), LXC
+ * (LXC driver only) and admin (the daemon's own management, served only on
+ * its admin socket, e.g. libvirt-admin-sock). */
+#define LVRPC_PROGRAM_QEMU 0x20008087u
+#define LVRPC_PROGRAM_QEMU_VERSION 1u
+#define LVRPC_PROGRAM_LXC 0x00068000u
+#define LVRPC_PROGRAM_LXC_VERSION 1u
+#define LVRPC_PROGRAM_ADMIN 0x06900690u
+#define LVRPC_PROGRAM_ADMIN_VERSION 1u
+
 /* A generic call: sends procedure proc of program prog/vers with args encoded
  * by xdr_args (NULL for no arguments), waits for the
  * reply and decodes it with xdr_ret into a new zeroed buffer of ret_size
@@ -241,19 +263,31 @@ LVRPC_API void lvrpc_reply_free(void *ret);
 
 /* ------------------------------------------------------------ procedures */
 
+/* lvrpc_proc_info.flags */
+#define LVRPC_PROCF_EVENT 0x1u       /* an event: sent by the daemon, never called */
+#define LVRPC_PROCF_STREAM_RECV 0x2u /* the call opens a stream of data from the daemon */
+#define LVRPC_PROCF_STREAM_SEND 0x4u /* the call opens a stream of data to the daemon */
+#define LVRPC_PROCF_FDS_IN 0x8u      /* the call may carry file descriptors */
+#define LVRPC_PROCF_FDS_OUT 0x10u    /* the reply carries file descriptors */
+
 /* One procedure of a program, as the definitions describe it. */
 typedef struct lvrpc_proc_info {
-    unsigned prog;
+    unsigned prog;         /* LVRPC_PROGRAM_* */
     int proc;
-    const char *name;      /* e.g. "DOMAIN_LOOKUP_BY_NAME" */
+    const char *name;      /* e.g. "DOMAIN_LOOKUP_BY_NAME"; other programs'
+                            * names start with "QEMU_", "LXC_" or "ADMIN_" */
     xdrproc_t xdr_args;    /* NULL when the call takes no arguments */
     size_t args_size;
     xdrproc_t xdr_ret;     /* NULL when the reply is empty */
     size_t ret_size;
+    unsigned flags;        /* LVRPC_PROCF_* */
+    xdrproc_t xdr_msg;     /* events: the message body; NULL otherwise */
+    size_t msg_size;
 } lvrpc_proc_info;
 
-/* Looks a procedure up by number or by name (without the LVRPC_PROC_
- * prefix, case-insensitive).  Returns a static record, or NULL. */
+/* Looks a procedure up by number or by name: the table's name or the
+ * constant's name (LVRPC_PROC_..., LVRPC_QEMU_PROC_...), case-insensitive.
+ * Returns a static record, or NULL. */
 LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_number(unsigned prog, int proc);
 LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_name(const char *name);
 

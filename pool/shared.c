@@ -593,12 +593,13 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
     pthread_cond_signal(&r->ready);
 }
 
-static int send_pong(pconn *pc, lvrpci_conn *conn)
+static int send_keepalive(pconn *pc, lvrpci_conn *conn, int proc)
 {
     int rc;
 
     pthread_mutex_lock(&pc->wlock);
-    rc = lvrpci_conn_send_pong(conn, lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
+    rc = lvrpci_conn_send_keepalive(conn, proc,
+                                    lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
     pthread_mutex_unlock(&pc->wlock);
     return rc;
 }
@@ -614,7 +615,7 @@ static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size
         int rc = LVRPC_OK;
         if (h.type == LVRPC_MESSAGE && h.proc == LVRPC_KEEPALIVE_PING) {
             pthread_mutex_unlock(&pc->pool->lock); /* never write under the pool lock */
-            rc = send_pong(pc, conn);
+            rc = send_keepalive(pc, conn, LVRPC_KEEPALIVE_PONG);
             pthread_mutex_lock(&pc->pool->lock);
         }
         return rc;
@@ -699,12 +700,22 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
 /* Reads and dispatches until the connection fails or the pool closes.
  * Every packet that one read brought in is dispatched under one hold of
  * the pool lock: with calls pipelined, replies come in bunches. */
+/* The reader's read deadline: the keepalive interval when pinging is on
+ * and the daemon speaks keepalive, else none. */
+static int64_t keepalive_deadline(pool *p, lvrpci_conn *conn)
+{
+    unsigned ms = p->client->opts.keepalive_interval_ms;
+
+    return conn->keepalive && ms != LVRPC_KEEPALIVE_OFF ? lvrpci_deadline_after_ms(ms) : 0;
+}
+
 static void serve(pconn *pc, lvrpci_conn *conn)
 {
     pool *p = pc->pool;
     const unsigned char *pkt;
     lvrpci_buf out = {0};
     size_t len;
+    unsigned unanswered = 0; /* keepalive intervals without a packet */
     int rc;
 
     pthread_mutex_lock(&p->lock); /* calls queued while this one was down */
@@ -713,9 +724,24 @@ static void serve(pconn *pc, lvrpci_conn *conn)
     if (rc == LVRPC_OK && out.len)
         rc = send_queued(pc, conn, &out);
     while (rc == LVRPC_OK) {
-        rc = lvrpci_conn_read_packet(conn, 0, &pkt, &len);
+        rc = lvrpci_conn_read_packet(conn, keepalive_deadline(p, conn), &pkt, &len);
+        if (rc == LVRPC_ETIMEDOUT) {
+            /* An idle interval: PING, and after keepalive_count of them
+             * with nothing back the peer is dead, as libvirt decides it
+             * (interval x (count + 1) after the last packet). */
+            if (unanswered++ < p->client->opts.keepalive_count) {
+                rc = send_keepalive(pc, conn, LVRPC_KEEPALIVE_PING);
+                continue;
+            }
+            rc = lvrpci_fail(LVRPC_ETIMEDOUT, 0,
+                             "connection closed due to keepalive timeout (no answer from the "
+                             "daemon for %u intervals of %u ms)", unanswered,
+                             p->client->opts.keepalive_interval_ms);
+            break;
+        }
         if (rc != LVRPC_OK)
             break;
+        unanswered = 0;
         pthread_mutex_lock(&p->lock);
         do
             rc = dispatch(pc, conn, pkt, len);

@@ -28,6 +28,10 @@ static void fill_defaults(lvrpc_options *o)
         o->reconnect_min_ms = 100;
     if (!o->reconnect_max_ms)
         o->reconnect_max_ms = 5000;
+    if (!o->keepalive_interval_ms)
+        o->keepalive_interval_ms = 5000;
+    if (!o->keepalive_count)
+        o->keepalive_count = 5;
     if (o->reconnect_max_ms < o->reconnect_min_ms)
         o->reconnect_max_ms = o->reconnect_min_ms;
 }

@@ -112,8 +112,13 @@ int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadl
 
 int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline)
 {
+    return lvrpci_conn_send_keepalive(c, LVRPC_KEEPALIVE_PONG, deadline);
+}
+
+int lvrpci_conn_send_keepalive(lvrpci_conn *c, int proc, int64_t deadline)
+{
     unsigned char pkt[LVRPCI_PACKET_MIN];
-    lvrpci_header h = {LVRPC_KEEPALIVE_PROGRAM, LVRPC_KEEPALIVE_VERSION, LVRPC_KEEPALIVE_PONG,
+    lvrpci_header h = {LVRPC_KEEPALIVE_PROGRAM, LVRPC_KEEPALIVE_VERSION, proc,
                        LVRPC_MESSAGE, 0, LVRPC_STATUS_OK};
     uint32_t n = htonl(LVRPCI_PACKET_MIN);
 

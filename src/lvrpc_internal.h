@@ -215,8 +215,9 @@ int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t 
 /* Writes a whole encoded packet. */
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
                       int64_t deadline);
-/* Sends a keepalive PONG. */
+/* Sends a keepalive PONG; or a PING or PONG (proc). */
 int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline);
+int lvrpci_conn_send_keepalive(lvrpci_conn *c, int proc, int64_t deadline);
 /* True if an idle connection has been closed by the peer (or has unexpected
  * bytes waiting), so it must not be reused. */
 int lvrpci_conn_is_stale(lvrpci_conn *c);

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,111 @@ static void test_daemon_restart_under_load(void)
     lvrpc_close(c);
 }
 
+/* ------------------------------------------------------------ keepalive */
+
+typedef struct ka_job {
+    lvrpc_client *c;
+    int rc;
+    int64_t took_ms;
+    char msg[256];
+} ka_job;
+
+static void *ka_worker(void *arg)
+{
+    ka_job *j = arg;
+    lvrpc_connect_get_lib_version_ret *v = NULL;
+    int64_t t0 = now_ms();
+
+    j->rc = lvrpc_connect_get_lib_version(j->c, &v);
+    j->took_ms = now_ms() - t0;
+    snprintf(j->msg, sizeof(j->msg), "%s", lvrpc_last_message());
+    lvrpc_reply_free(v);
+    return NULL;
+}
+
+/* A daemon that stops answering (SIGSTOP) is declared dead by keepalive
+ * within interval x (count + 1), long before the call's own timeout, and
+ * the pool reconnects once it answers again. */
+static void test_keepalive_declares_silent_peer_dead(void)
+{
+    enum { INTERVAL = 200, COUNT = 2 };
+    lvrpc_options o = {0};
+    lvrpc_client *c = NULL;
+    lvrpc_connect_get_lib_version_ret *v = NULL;
+    ka_job j = {0};
+    pthread_t th;
+    lvrpc_stats st;
+    int rc = -1;
+
+    o.mode = LVRPC_MODE_SHARED;
+    o.call_timeout_ms = 20000;
+    o.connect_timeout_ms = 1000;
+    o.keepalive_interval_ms = INTERVAL;
+    o.keepalive_count = COUNT;
+    o.reconnect_min_ms = 50;
+    o.reconnect_max_ms = 200;
+    LVRPCT_ASSERT_OK(lvrpc_open(daemon_.uri_tcp, &o, &c));
+    if (!c)
+        return;
+    LVRPCT_ASSERT_OK(lvrpc_connect_get_lib_version(c, &v));
+    lvrpc_reply_free(v);
+    v = NULL;
+    CU_ASSERT_EQUAL_FATAL(kill(daemon_.pid, SIGSTOP), 0);
+    j.c = c;
+    pthread_create(&th, NULL, ka_worker, &j);
+    pthread_join(th, NULL);
+    kill(daemon_.pid, SIGCONT);
+    LVRPCT_ASSERT_INT(j.rc, LVRPC_ETIMEDOUT);
+    lvrpct_assert(strstr(j.msg, "keepalive") != NULL, __FILE__, __LINE__,
+                  "the error names keepalive: %s", j.msg);
+    lvrpct_assert(j.took_ms <= INTERVAL * (COUNT + 1) + 1000, __FILE__, __LINE__,
+                  "declared dead after %lld ms (interval %d x (count %d + 1) = %d)",
+                  (long long)j.took_ms, INTERVAL, COUNT, INTERVAL * (COUNT + 1));
+    for (int i = 0; i < 100 && rc != LVRPC_OK; i++) { /* the pool comes back */
+        rc = lvrpc_connect_get_lib_version(c, &v);
+        lvrpc_reply_free(v);
+        v = NULL;
+        if (rc != LVRPC_OK)
+            usleep(100000);
+    }
+    LVRPCT_ASSERT_OK(rc);
+    lvrpc_get_stats(c, &st);
+    lvrpct_assert(st.reconnects >= 1, __FILE__, __LINE__, "reconnected (%llu)",
+                  (unsigned long long)st.reconnects);
+    lvrpc_close(c);
+}
+
+/* The daemon's own PINGs are answered: with client pings off, an idle
+ * connection outlives the daemon's keepalive window (1 s x (1 + 1)). */
+static void test_keepalive_daemon_pings_answered(void)
+{
+    lvrpct_daemon d2;
+    lvrpc_options o = {0};
+    lvrpc_client *c = NULL;
+    lvrpc_connect_get_lib_version_ret *v = NULL;
+    lvrpc_stats st;
+
+    memset(&d2, 0, sizeof(d2));
+    setenv("KEEPALIVE_INTERVAL", "1", 1);
+    setenv("KEEPALIVE_COUNT", "1", 1);
+    CU_ASSERT_EQUAL_FATAL(lvrpct_daemon_start(&d2), 0);
+    unsetenv("KEEPALIVE_INTERVAL");
+    unsetenv("KEEPALIVE_COUNT");
+    o.mode = LVRPC_MODE_SHARED;
+    o.keepalive_interval_ms = LVRPC_KEEPALIVE_OFF;
+    LVRPCT_ASSERT_OK(lvrpc_open(d2.uri_tcp, &o, &c));
+    if (c) {
+        usleep(3500000);
+        LVRPCT_ASSERT_OK(lvrpc_connect_get_lib_version(c, &v));
+        lvrpc_reply_free(v);
+        lvrpc_get_stats(c, &st);
+        LVRPCT_ASSERT_INT(st.reconnects, 0);
+        LVRPCT_ASSERT_INT(st.errors, 0);
+        lvrpc_close(c);
+    }
+    lvrpct_daemon_stop(&d2);
+}
+
 /* ------------------------------------------------------------ fake-server cases */
 
 typedef struct timed_job {
@@ -407,6 +513,8 @@ static void add_suites(void)
     static const lvrpct_test daemon_tests[] = {
         {"64 threads x 2000 calls, every answer its own", test_answers_are_their_own},
         {"daemon restarted under load", test_daemon_restart_under_load},
+        {"keepalive declares a silent daemon dead", test_keepalive_declares_silent_peer_dead},
+        {"the daemon's keepalive PINGs are answered", test_keepalive_daemon_pings_answered},
         {NULL, NULL},
     };
     static const lvrpct_test fake_tests[] = {
