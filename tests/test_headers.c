@@ -83,8 +83,19 @@ int main(void)
     CHECK(strcmp(lvrpc_strerror(LVRPC_OK), "success") == 0);
     CHECK(strcmp(lvrpc_strerror(9999), lvrpc_strerror(LVRPC_EREMOTE)) != 0);
 
-    /* a zeroed options struct is the documented defaults; reserved stays 0 */
-    CHECK(sizeof(o.reserved) == 8 * sizeof(unsigned));
+    /* a zeroed options struct is the documented defaults; reserved stays 0;
+     * the tls pointer took reserved slots, the size did not change */
+    CHECK(sizeof(lvrpc_options) == 18 * sizeof(unsigned));
+    CHECK(o.tls == NULL);
+    {
+        lvrpc_tls_options to = {0};
+        struct ssl_ctx_st *ctx = NULL; /* declared by lvrpc.h alone */
+        to.flags = LVRPC_TLS_NO_VERIFY;
+        to.ctx = ctx;
+        o.tls = &to;
+        CHECK(LVRPC_TLS_NO_VERIFY == 0x1u && o.tls->flags == 1 && o.tls->ctx == NULL);
+        o.tls = NULL;
+    }
 
     /* a fresh thread's error record is empty */
     memset(&e, 0x7f, sizeof(e));
