@@ -79,11 +79,17 @@
 
 typedef enum wstate { W_QUEUED, W_PENDING, W_CLAIMED, W_DONE } wstate;
 
+/* A waiter's state changes under the pool lock, except CLAIMED -> DONE,
+ * which the reader makes after releasing it: state is read and written
+ * atomically. */
+#define WSTATE(w) ((wstate)__atomic_load_n(&(w)->state, __ATOMIC_ACQUIRE))
+#define WSET(w, v) __atomic_store_n(&(w)->state, (v), __ATOMIC_RELEASE)
+
 typedef struct waiter {
     lvrpci_call *call;
     lvrpci_buf pkt;       /* the encoded call; its serial is patched in */
     uint32_t serial;
-    wstate state;
+    int state;            /* wstate: see WSTATE/WSET */
     int rc;
     lvrpc_error *err;     /* when rc is not OK (heap: keeps waiters small,
                            * 1,000 waiting threads should cost little) */
@@ -133,6 +139,8 @@ typedef struct pconn {
     pthread_t reader;
     int reader_started;
     sreg *streams;       /* registered streams */
+    int held;            /* the reader waits for a stream's consumer (streams:
+                          * backpressure); pick() avoids the connection */
     lvrpc_error cause;   /* why it went DOWN */
 } pconn;
 
@@ -184,7 +192,7 @@ static void finish(waiter *w, int rc, const lvrpc_error *err)
     w->rc = rc;
     if (rc != LVRPC_OK && err && !w->err && (w->err = malloc(sizeof(*w->err))))
         *w->err = *err;
-    w->state = W_DONE;
+    WSET(w, W_DONE);
     sem_post(&w->done);
 }
 
@@ -206,7 +214,7 @@ static void queue_remove(pool *p, waiter *w)
 
 static void queue_append(pool *p, waiter *w)
 {
-    w->state = W_QUEUED;
+    WSET(w, W_QUEUED);
     w->qnext = NULL;
     if (p->qtail)
         p->qtail->qnext = w;
@@ -221,14 +229,21 @@ static void put32(unsigned char *at, uint32_t v)
     memcpy(at, &v, 4);
 }
 
-/* The UP connection with the fewest calls in flight and room for one more. */
+/* The UP connection with the fewest calls in flight and room for one more.
+ * A connection whose reader is held back by a stream's full queue would
+ * not answer until that stream's consumer reads, so it takes new calls only
+ * when every UP connection is held back; otherwise calls wait in the queue
+ * for a place on one that is not. */
 static pconn *pick(pool *p)
 {
     pconn *best = NULL;
+    int unheld = 0;
 
+    for (unsigned i = 0; i < p->nconns; i++)
+        unheld |= p->conns[i].up && !p->conns[i].held;
     for (unsigned i = 0; i < p->nconns; i++) {
         pconn *pc = &p->conns[i];
-        if (pc->up && pc->inflight < p->client->opts.max_inflight &&
+        if (pc->up && !(unheld && pc->held) && pc->inflight < p->client->opts.max_inflight &&
             (!best || pc->inflight < best->inflight))
             best = pc;
     }
@@ -253,7 +268,7 @@ static void make_pending(pconn *pc, waiter *w)
     pc->next_serial = s + 1;
     w->serial = s;
     put32(w->pkt.data + LVRPCI_LEN_WORD + 16, s);
-    w->state = W_PENDING;
+    WSET(w, W_PENDING);
     pc->table[s & pc->mask] = w;
     pc->inflight++;
     if (w->reg) { /* its data may follow the reply at once: route it from now */
@@ -347,7 +362,7 @@ static void send_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t d
         lvrpc_error e = *lvrpci_error();
         conn->t->ops->shutdown(conn->t); /* part of a packet may be out: the */
         pthread_mutex_lock(&p->lock);    /* stream is unusable; the reader fails it */
-        if (w->state == W_PENDING) {
+        if (WSTATE(w) == W_PENDING) {
             drop_pending(pc, w);
             finish(w, rc, &e);
         }
@@ -427,11 +442,14 @@ static void send_for_queue(pool *p, pconn *pc)
 static void give_up(pool *p, pconn *pc, waiter *w)
 {
     pconn *hand_over = NULL;
+    wstate now;
 
     pthread_mutex_lock(&p->lock);
-    if (w->state == W_QUEUED) {
+    now = WSTATE(w);
+
+    if (now == W_QUEUED) {
         queue_remove(p, w);
-    } else if (w->state == W_PENDING) {
+    } else if (now == W_PENDING) {
         pc = NULL;
         for (unsigned i = 0; i < p->nconns && !pc; i++)
             if (p->conns[i].table[w->serial & p->conns[i].mask] == w)
@@ -439,20 +457,20 @@ static void give_up(pool *p, pconn *pc, waiter *w)
         if (pc)
             drop_pending(pc, w);
     }
-    if (w->state == W_PENDING && pc && pc->up && p->qhead)
+    if (now == W_PENDING && pc && pc->up && p->qhead)
         hand_over = pc; /* the freed place goes to the queue, sent by us */
-    if (w->state == W_QUEUED && !any_up(p))
+    if (now == W_QUEUED && !any_up(p))
         lvrpci_fail(LVRPC_ETIMEDOUT, 0,
                     "timed out waiting for the connection to the daemon to be "
                     "re-established (it was lost: %s)", p->conns[0].cause.message);
-    else if (w->state == W_QUEUED)
+    else if (now == W_QUEUED)
         lvrpci_fail(LVRPC_ETIMEDOUT, 0,
                     "timed out waiting for a free place on a connection (max_inflight=%u)",
                     p->client->opts.max_inflight);
-    else if (w->state == W_PENDING)
+    else if (now == W_PENDING)
         lvrpci_fail(LVRPC_ETIMEDOUT, 0, "timed out waiting for the daemon's reply "
                     "(procedure %d)", w->call->proc);
-    if (w->state == W_QUEUED || w->state == W_PENDING)
+    if (now == W_QUEUED || now == W_PENDING)
         finish(w, LVRPC_ETIMEDOUT, lvrpci_error());
     pthread_mutex_unlock(&p->lock);
     wait_done(w, 0); /* consumes our own post, or the reader's */
@@ -513,19 +531,30 @@ static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg
 
 /* ------------------------------------------------------------ reader side */
 
-/* Replies up to this size are decoded with the pool lock held (a
- * microsecond or so), sparing a second lock round trip; bigger ones are
- * decoded after the waiter has been claimed, without the lock. */
-#define DECODE_UNDER_LOCK_MAX 16384
+/* Replies claimed under the pool lock in one pass of the reader, decoded
+ * and completed after it is released (callers never wait on the lock
+ * while the reader decodes). */
+#define CLAIM_MAX 64
 
-/* Hands a reply to its waiter.  Called and returns with the pool lock held.
- * Returns LVRPC_OK, or an error that kills the connection. */
+typedef struct claim {
+    waiter *w;
+    lvrpci_header h;
+    const unsigned char *body; /* in the connection's read buffer */
+    size_t len;
+} claim;
+
+typedef struct batch {
+    claim c[CLAIM_MAX];
+    unsigned n;
+} batch;
+
+/* Claims the waiter of a reply (pool lock held).  Returns LVRPC_OK, or an
+ * error that kills the connection (a reply nobody asked for). */
 static int route_reply(pconn *pc, const lvrpci_header *h, const unsigned char *body,
-                       size_t len)
+                       size_t len, batch *b)
 {
     pool *p = pc->pool;
     waiter *w = pc->table[h->serial & pc->mask];
-    int rc;
 
     if (!w || w->serial != h->serial) {
         /* Serials below next_serial were ours: a late reply to a call that
@@ -538,18 +567,41 @@ static int route_reply(pconn *pc, const lvrpci_header *h, const unsigned char *b
                            h->serial);
     }
     pc->table[h->serial & pc->mask] = NULL;
-    w->state = W_CLAIMED;
+    WSET(w, W_CLAIMED);
     pc->inflight--;
-    if (len > DECODE_UNDER_LOCK_MAX)
-        pthread_mutex_unlock(&p->lock);
-    rc = lvrpci_check_reply_header(h, w->call, w->serial);
-    if (rc == LVRPC_OK)
-        rc = lvrpci_decode_reply(w->call, h, body, len);
-    if (len > DECODE_UNDER_LOCK_MAX)
-        pthread_mutex_lock(&p->lock);
-    finish(w, rc, lvrpci_error());
-    /* A reply that does not fit its call means the stream is out of step. */
-    return rc == LVRPC_EPROTO ? LVRPC_EPROTO : LVRPC_OK;
+    b->c[b->n].w = w;
+    b->c[b->n].h = *h;
+    b->c[b->n].body = body;
+    b->c[b->n].len = len;
+    b->n++;
+    return LVRPC_OK;
+}
+
+/* Decodes and completes the claimed replies, without the pool lock.  A
+ * reply that does not fit its call means the stream is out of step: the
+ * connection is marked down before that waiter (or any later one) wakes,
+ * and LVRPC_EPROTO is returned with that cause. */
+static int complete_batch(pconn *pc, batch *b)
+{
+    lvrpc_error cause;
+    int killed = 0;
+
+    for (unsigned i = 0; i < b->n; i++) {
+        claim *c = &b->c[i];
+        int rc = lvrpci_check_reply_header(&c->h, c->w->call, c->w->serial);
+        if (rc == LVRPC_OK)
+            rc = lvrpci_decode_reply(c->w->call, &c->h, c->body, c->len);
+        if (rc == LVRPC_EPROTO && !killed) {
+            killed = 1;
+            cause = *lvrpci_error();
+            pthread_mutex_lock(&pc->pool->lock);
+            pc->up = 0;
+            pthread_mutex_unlock(&pc->pool->lock);
+        }
+        finish(c->w, rc, lvrpci_error());
+    }
+    b->n = 0;
+    return killed ? lvrpci_set_error(&cause) : LVRPC_OK;
 }
 
 /* Events: counted and dropped until the events API queues them for its
@@ -576,10 +628,23 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         ;
     if (!r || h->prog != LVRPC_PROGRAM_REMOTE)
         return;
-    while (r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX)
+    while (r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX) {
+        pc->held = 1; /* pick() sends new calls elsewhere meanwhile */
         pthread_cond_wait(&r->room, &p->lock);
-    if (!r->linked || p->closing || !(q = malloc(sizeof(*q) + len)))
+        pc->held = 0;
+    }
+    if (!r->linked || p->closing)
         return;
+    if (!(q = malloc(sizeof(*q) + len))) {
+        /* Never drop data silently: the stream fails with ENOMEM. */
+        lvrpc_error e;
+        memset(&e, 0, sizeof(e));
+        e.code = LVRPC_ENOMEM;
+        e.sys_errno = ENOMEM;
+        snprintf(e.message, sizeof(e.message), "out of memory queueing stream data");
+        kill_stream(r, &e);
+        return;
+    }
     q->next = NULL;
     q->h = *h;
     q->len = len;
@@ -606,7 +671,8 @@ static int send_keepalive(pconn *pc, lvrpci_conn *conn, int proc)
 
 /* Dispatches one packet with the pool lock held; returns an error that
  * kills the connection. */
-static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size_t len)
+static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size_t len,
+                    batch *b)
 {
     lvrpci_header h;
 
@@ -622,7 +688,7 @@ static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size
     }
     switch (h.type) {
     case LVRPC_REPLY:
-        return route_reply(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
+        return route_reply(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN, b);
     case LVRPC_MESSAGE:
         route_message(pc, &h);
         return LVRPC_OK;
@@ -716,8 +782,10 @@ static void serve(pconn *pc, lvrpci_conn *conn)
     lvrpci_buf out = {0};
     size_t len;
     unsigned unanswered = 0; /* keepalive intervals without a packet */
+    batch claims;
     int rc;
 
+    claims.n = 0;
     pthread_mutex_lock(&p->lock); /* calls queued while this one was down */
     rc = take_queued(pc, &out);
     pthread_mutex_unlock(&p->lock);
@@ -744,13 +812,22 @@ static void serve(pconn *pc, lvrpci_conn *conn)
         unanswered = 0;
         pthread_mutex_lock(&p->lock);
         do
-            rc = dispatch(pc, conn, pkt, len);
-        while (rc == LVRPC_OK && lvrpci_conn_take_buffered(conn, &pkt, &len));
+            rc = dispatch(pc, conn, pkt, len, &claims);
+        while (rc == LVRPC_OK && claims.n < CLAIM_MAX &&
+               lvrpci_conn_take_buffered(conn, &pkt, &len));
         if (rc == LVRPC_OK)
             rc = take_queued(pc, &out);
         else
             pc->up = 0; /* now, so no new call lands on a dying connection */
         pthread_mutex_unlock(&p->lock);
+        if (claims.n) {
+            lvrpc_error saved = *lvrpci_error();
+            int crc = complete_batch(pc, &claims);
+            if (rc == LVRPC_OK)
+                rc = crc;
+            else
+                lvrpci_set_error(&saved);
+        }
         if (rc == LVRPC_OK && out.len)
             rc = send_queued(pc, conn, &out);
     }
