@@ -143,5 +143,6 @@ int cli_cmd_pool_list(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_vol_list(cli_ctx *ctx, int argc, char **argv);
 
 int cli_cmd_bench(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_event(cli_ctx *ctx, int argc, char **argv);
 
 #endif /* LVRPC_CLI_H */

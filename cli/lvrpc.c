@@ -43,6 +43,9 @@ static const cli_command commands[] = {
     {"net-list", cli_cmd_net_list, 1, "[--all | --inactive]  list networks"},
     {"pool-list", cli_cmd_pool_list, 1, "[--all | --inactive]  list storage pools"},
     {"vol-list", cli_cmd_vol_list, 1, "POOL  list the volumes of a pool"},
+    {"event", cli_cmd_event, 1,
+     "[--all | --event NAME] [--loop] [--timeout SECONDS] [--timestamp]\n"
+     "                domain events, as virsh prints them"},
     {"bench", cli_cmd_bench, 0,
      "[--threads N] [--seconds S | --calls M] [--call libversion|lookup|listall]\n"
      "                [--domain NAME]  measure calls per second and latency"},

@@ -236,6 +236,17 @@ LVRPC_API void lvrpc_get_stats(lvrpc_client *c, lvrpc_stats *out);
 #define LVRPC_PROGRAM_REMOTE 0x20008086u
 #define LVRPC_PROGRAM_REMOTE_VERSION 1u
 
+/* The other programs of libvirt's daemons, all at version 1: QEMU (raw
+ * monitor and guest agent commands, QMP events; QEMU drivers only), LXC
+ * (LXC driver only) and admin (the daemon's own management, served only on
+ * its admin socket, e.g. libvirt-admin-sock). */
+#define LVRPC_PROGRAM_QEMU 0x20008087u
+#define LVRPC_PROGRAM_QEMU_VERSION 1u
+#define LVRPC_PROGRAM_LXC 0x00068000u
+#define LVRPC_PROGRAM_LXC_VERSION 1u
+#define LVRPC_PROGRAM_ADMIN 0x06900690u
+#define LVRPC_PROGRAM_ADMIN_VERSION 1u
+
 /* A generic call: sends procedure proc of program prog/vers with args encoded
  * by xdr_args (NULL for no arguments), waits for the
  * reply and decodes it with xdr_ret into a new zeroed buffer of ret_size
@@ -252,23 +263,37 @@ LVRPC_API void lvrpc_reply_free(void *ret);
 
 /* ------------------------------------------------------------ procedures */
 
+/* lvrpc_proc_info.flags */
+#define LVRPC_PROCF_EVENT 0x1u       /* an event: sent by the daemon, never called */
+#define LVRPC_PROCF_STREAM_RECV 0x2u /* the call opens a stream of data from the daemon */
+#define LVRPC_PROCF_STREAM_SEND 0x4u /* the call opens a stream of data to the daemon */
+#define LVRPC_PROCF_FDS_IN 0x8u      /* the call may carry file descriptors */
+#define LVRPC_PROCF_FDS_OUT 0x10u    /* the reply carries file descriptors */
+
 /* One procedure of a program, as the definitions describe it. */
 typedef struct lvrpc_proc_info {
-    unsigned prog;
+    unsigned prog;         /* LVRPC_PROGRAM_* */
     int proc;
-    const char *name;      /* e.g. "DOMAIN_LOOKUP_BY_NAME" */
+    const char *name;      /* e.g. "DOMAIN_LOOKUP_BY_NAME"; other programs'
+                            * names start with "QEMU_", "LXC_" or "ADMIN_" */
     xdrproc_t xdr_args;    /* NULL when the call takes no arguments */
     size_t args_size;
     xdrproc_t xdr_ret;     /* NULL when the reply is empty */
     size_t ret_size;
+    unsigned flags;        /* LVRPC_PROCF_* */
+    xdrproc_t xdr_msg;     /* events: the message body; NULL otherwise */
+    size_t msg_size;
 } lvrpc_proc_info;
 
-/* Looks a procedure up by number or by name (without the LVRPC_PROC_
- * prefix, case-insensitive).  Returns a static record, or NULL. */
+/* Looks a procedure up by number or by name: the table's name or the
+ * constant's name (LVRPC_PROC_..., LVRPC_QEMU_PROC_...), case-insensitive.
+ * Returns a static record, or NULL. */
 LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_number(unsigned prog, int proc);
 LVRPC_API const lvrpc_proc_info *lvrpc_proc_by_name(const char *name);
 
-/* The table of all procedures the library knows, and its length. */
+/* The table of all procedures the library knows (calls and events of the
+ * remote, QEMU, LXC and admin programs, in that order, each by number), and
+ * its length. */
 LVRPC_API const lvrpc_proc_info *lvrpc_proc_table(size_t *count);
 
 #ifdef __cplusplus
@@ -280,5 +305,6 @@ LVRPC_API const lvrpc_proc_info *lvrpc_proc_table(size_t *count);
 #include <lvrpc_remote.h>
 #include <lvrpc_calls.h>
 #include <lvrpc_stream.h>
+#include <lvrpc_event.h>
 
 #endif /* LVRPC_H */

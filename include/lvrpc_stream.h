@@ -84,7 +84,10 @@ LVRPC_API int lvrpc_stream_send_hole(lvrpc_stream *st, int64_t length);
  * *hole 0), a hole (*got 0, *hole its length; sparse streams only), or the
  * end of the stream (*got 0, *hole 0).  hole may be NULL for streams that
  * are not sparse.  A stream that ends with an error returns the daemon's
- * error, never a silent short read. */
+ * error, never a silent short read.  When nothing arrives within the call
+ * timeout it returns LVRPC_ETIMEDOUT and the stream stays open: recv may be
+ * called again (a console may be idle for long; lvrpc_set_timeout() sets
+ * how long one recv waits). */
 LVRPC_API int lvrpc_stream_recv(lvrpc_stream *st, void *buf, size_t cap, size_t *got,
                                 int64_t *hole);
 

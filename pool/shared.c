@@ -62,9 +62,11 @@
  * connection only.  Packets of unknown streams are dropped.  Death and
  * close kill the registered streams with the cause; their owners free them.
  *
- * Callbacks: none run on the reader thread.  Event messages are counted and
- * dropped by route_message() until the events API queues them for its
- * dispatch thread.
+ * Events.  Event messages of connection 0 are copied by route_message()
+ * into the events engine's queue (src/events.c), whose dispatch thread runs
+ * the callbacks: none ever runs on a reader thread.  The reader of
+ * connection 0 also reports its death and its reconnection to that engine
+ * (with no lock held), which registers the events again.
  */
 #include "config.h"
 
@@ -96,6 +98,7 @@ typedef struct waiter {
     sem_t done;           /* posted exactly once, when state becomes DONE */
     struct waiter *qnext; /* FIFO queue link */
     struct sreg *reg;     /* a stream-creating call: its registration */
+    struct pconn *pin;    /* a call for one given connection */
 } waiter;
 
 /* A stream packet waiting for its consumer. */
@@ -153,8 +156,9 @@ struct pool {
     waiter *qhead, *qtail;
     unsigned callers;     /* threads inside pool_call */
     int closing;
-    uint64_t opened, dropped, reconnects, events, stream_packets;
+    uint64_t opened, dropped, reconnects, event_msgs, stream_packets;
     uint64_t calls, errors; /* atomic */
+    lvrpci_events *events;  /* connection 0's events go there (or NULL) */
     unsigned nstreams;      /* open streams (atomic) */
 };
 
@@ -336,6 +340,16 @@ static int place(pool *p, waiter *w, pconn **out)
     *out = NULL;
     if (p->closing)
         return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
+    if (w->pin) { /* rare calls (event registrations): past the queue */
+        if (!w->pin->up)
+            return lvrpci_fail(LVRPC_ECLOSED, 0, "the event connection is down: %s",
+                               w->pin->cause.message);
+        pc = w->pin;
+        make_pending(pc, w);
+        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+        *out = pc;
+        return LVRPC_OK;
+    }
     /* With every connection down the call waits in the queue, within its
      * timeout, for a reconnection to send it. */
     pc = p->qhead ? NULL : pick(p);
@@ -478,14 +492,24 @@ static void give_up(pool *p, pconn *pc, waiter *w)
         send_for_queue(p, hand_over);
 }
 
-static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg);
+static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg,
+                         pconn *pin);
 
 static int pool_call(void *engine, lvrpci_call *call, int64_t deadline)
 {
-    return pool_call_reg(engine, call, deadline, NULL);
+    return pool_call_reg(engine, call, deadline, NULL, NULL);
 }
 
-static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg)
+int lvrpci_pool_call_on(void *engine, unsigned conn, lvrpci_call *call, int64_t deadline)
+{
+    pool *p = engine;
+
+    if (conn >= p->nconns)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "no connection %u in the pool", conn);
+    return pool_call_reg(p, call, deadline, NULL, &p->conns[conn]);
+}
+
+static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg, pconn *pin)
 {
     lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, 0, LVRPC_STATUS_OK};
     waiter w;
@@ -496,6 +520,7 @@ static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg
     memset(&w, 0, sizeof(w));
     w.call = call;
     w.reg = reg;
+    w.pin = pin;
     /* Encoded before any lock is taken; the serial is patched in later. */
     rc = lvrpci_encode_packet(&w.pkt, &h, call->xdr_args, call->args);
     if (rc != LVRPC_OK)
@@ -604,12 +629,25 @@ static int complete_batch(pconn *pc, batch *b)
     return killed ? lvrpci_set_error(&cause) : LVRPC_OK;
 }
 
-/* Events: counted and dropped until the events API queues them for its
- * dispatch thread (never run callbacks here). */
-static void route_message(pconn *pc, const lvrpci_header *h)
+/* Events: copied to the events engine's queue for its dispatch thread
+ * (callbacks never run here); counted and dropped when nobody listens. */
+static void route_message(pconn *pc, const lvrpci_header *h, const unsigned char *body,
+                          size_t len)
 {
-    (void)h;
-    pc->pool->events++;
+    pool *p = pc->pool;
+
+    p->event_msgs++;
+    if (p->events && pc->index == 0)
+        lvrpci_events_push(p->events, h, body, len);
+}
+
+void lvrpci_pool_set_events(void *engine, lvrpci_events *ev)
+{
+    pool *p = engine;
+
+    pthread_mutex_lock(&p->lock);
+    p->events = ev;
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* Queues a stream packet for its stream (pool lock held).  When the
@@ -690,7 +728,7 @@ static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size
     case LVRPC_REPLY:
         return route_reply(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN, b);
     case LVRPC_MESSAGE:
-        route_message(pc, &h);
+        route_message(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
         return LVRPC_OK;
     case LVRPC_STREAM:
     case LVRPC_STREAM_HOLE:
@@ -742,6 +780,7 @@ static int send_queued(pconn *pc, lvrpci_conn *conn, lvrpci_buf *out)
 static void connection_died(pconn *pc, lvrpci_conn *conn)
 {
     pool *p = pc->pool;
+    lvrpci_events *ev;
     lvrpc_error cause = *lvrpci_error();
 
     conn->t->ops->shutdown(conn->t);
@@ -759,8 +798,11 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
         kill_stream(pc->streams, &cause);
     while (__atomic_load_n(&pc->writers, __ATOMIC_ACQUIRE) > 0)
         pthread_cond_wait(&pc->writers_gone, &p->lock);
+    ev = pc->index == 0 && !p->closing ? p->events : NULL;
     pthread_mutex_unlock(&p->lock);
     lvrpci_conn_free(conn);
+    if (ev) /* no lock held: the events engine takes its own */
+        lvrpci_events_conn_state(ev, LVRPC_CONN_CLOSED, &cause);
 }
 
 /* Reads and dispatches until the connection fails or the pool closes.
@@ -862,11 +904,14 @@ static lvrpci_conn *reconnect(pconn *pc)
                 lvrpci_conn_free(conn);
                 return NULL;
             }
+            lvrpci_events *ev = pc->index == 0 ? p->events : NULL;
             pc->conn = conn;
             pc->up = 1;
             p->opened++;
             p->reconnects++;
             pthread_mutex_unlock(&p->lock);
+            if (ev)
+                lvrpci_events_conn_state(ev, LVRPC_CONN_RECONNECTED, NULL);
             return conn;
         }
         pthread_mutex_lock(&p->lock);
@@ -905,7 +950,7 @@ static int pool_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
     cond_init_monotonic(&r->ready);
     pthread_cond_init(&r->room, NULL);
     __atomic_add_fetch(&p->nstreams, 1, __ATOMIC_ACQ_REL);
-    rc = pool_call_reg(p, call, deadline, r);
+    rc = pool_call_reg(p, call, deadline, r, NULL);
     if (rc != LVRPC_OK) {
         pthread_mutex_lock(&p->lock);
         unlink_stream(r);
@@ -1108,16 +1153,31 @@ static int pconn_init(pool *p, pconn *pc, unsigned index)
 
 static int pool_start(lvrpc_client *cl, void **engine)
 {
+    return lvrpci_pool_start(cl, cl->opts.pool_size, engine);
+}
+
+void lvrpci_pool_stop(void *engine)
+{
+    pool_stop(engine);
+}
+
+static void *pool_event_pool(void *engine)
+{
+    return engine;
+}
+
+int lvrpci_pool_start(lvrpc_client *cl, unsigned nconns, void **engine)
+{
     pool *p = calloc(1, sizeof(*p));
     int rc = LVRPC_OK;
 
     *engine = NULL;
-    if (!p || !(p->conns = calloc(cl->opts.pool_size, sizeof(*p->conns)))) {
+    if (!p || !(p->conns = calloc(nconns, sizeof(*p->conns)))) {
         free(p);
         return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
     }
     p->client = cl;
-    p->nconns = cl->opts.pool_size;
+    p->nconns = nconns;
     pthread_mutex_init(&p->lock, NULL);
     cond_init_monotonic(&p->wake);
     for (unsigned i = 0; i < p->nconns; i++)
@@ -1172,4 +1232,5 @@ const lvrpci_engine_ops lvrpci_shared_engine = {
     .stop = pool_stop,
     .stats = pool_stats,
     .streams = &pool_stream_ops,
+    .event_pool = pool_event_pool,
 };

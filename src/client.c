@@ -64,11 +64,16 @@ int lvrpc_open(const char *uri, const lvrpc_options *opts, lvrpc_client **out)
         return lvrpci_fail(LVRPC_EINVAL, 0, "unknown mode %d", mode);
     }
     __atomic_store_n(&c->call_timeout_ms, c->opts.call_timeout_ms, __ATOMIC_RELAXED);
+    pthread_mutex_init(&c->events_lock, NULL);
     rc = lvrpci_uri_parse(uri, c->opts.flags, &c->target);
+    if (rc == LVRPC_OK && c->target.kind == LVRPCI_TLS)
+        rc = lvrpci_tls_setup(&c->target, c->opts.tls);
+    c->opts.tls = NULL; /* read only here: the caller may free it */
     if (rc == LVRPC_OK)
         rc = c->ops->start(c, &c->engine);
     if (rc != LVRPC_OK) {
         lvrpci_target_clear(&c->target);
+        pthread_mutex_destroy(&c->events_lock);
         free(c);
         return rc;
     }
@@ -80,7 +85,9 @@ void lvrpc_close(lvrpc_client *c)
 {
     if (!c)
         return;
+    lvrpci_events_stop(c->events); /* first: its thread makes calls */
     c->ops->stop(c->engine);
+    pthread_mutex_destroy(&c->events_lock);
     lvrpci_target_clear(&c->target);
     free(c);
 }

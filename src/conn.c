@@ -254,6 +254,18 @@ static int authenticate(lvrpci_conn *c, int64_t deadline)
                        "lvrpc supports none and polkit", auth_name(type));
 }
 
+/* The admin program's handshake: its own CONNECT_OPEN {flags}, no auth. */
+static int admin_handshake(lvrpci_conn *c, int64_t deadline)
+{
+    unsigned flags = 0;
+    lvrpci_call call = {LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
+                        LVRPC_ADMIN_PROC_CONNECT_OPEN, (xdrproc_t)xdr_u_int, &flags, NULL, 0,
+                        NULL};
+
+    c->admin = 1;
+    return lvrpci_conn_call(c, &call, deadline);
+}
+
 static int handshake(lvrpci_conn *c, const lvrpci_target *tg, int want_keepalive,
                      int64_t deadline)
 {
@@ -261,6 +273,8 @@ static int handshake(lvrpci_conn *c, const lvrpci_target *tg, int want_keepalive
     char *name = tg->name;
     int rc;
 
+    if (tg->admin)
+        return admin_handshake(c, deadline);
     if ((rc = authenticate(c, deadline)) != LVRPC_OK)
         return rc;
     if (want_keepalive) {
@@ -321,8 +335,13 @@ void lvrpci_conn_close(lvrpci_conn *c)
         return;
     if (!c->broken) {
         lvrpc_error saved = *lvrpci_error(); /* closing must not clobber the caller's error */
-        remote_call(c, LVRPC_PROC_CONNECT_CLOSE, NULL, NULL, NULL, 0, NULL,
-                    lvrpci_deadline_after_ms(CLOSE_TIMEOUT_MS));
+        lvrpci_call call = {LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
+                            LVRPC_ADMIN_PROC_CONNECT_CLOSE, NULL, NULL, NULL, 0, NULL};
+        if (c->admin)
+            lvrpci_conn_call(c, &call, lvrpci_deadline_after_ms(CLOSE_TIMEOUT_MS));
+        else
+            remote_call(c, LVRPC_PROC_CONNECT_CLOSE, NULL, NULL, NULL, 0, NULL,
+                        lvrpci_deadline_after_ms(CLOSE_TIMEOUT_MS));
         lvrpci_set_error(&saved);
     }
     lvrpci_conn_free(c);

@@ -43,6 +43,7 @@ typedef struct direct {
     uint64_t opened;
     uint64_t dropped;
     uint64_t calls, errors;
+    void *evpool;            /* the event connection, made on first use */
 } direct;
 
 static void busy_add(direct *d, lvrpci_conn *c)
@@ -286,12 +287,42 @@ static const lvrpci_stream_ops direct_stream_ops = {
     .release = direct_stream_release,
 };
 
+/* Events need a connection that is read while nobody calls: a pool of one
+ * connection with its reader (and keepalive), made at the first
+ * registration and used for events only. */
+static void *direct_event_pool(void *engine)
+{
+    direct *d = engine;
+    void *p = NULL;
+
+    pthread_mutex_lock(&d->lock);
+    p = d->evpool;
+    pthread_mutex_unlock(&d->lock);
+    if (p)
+        return p;
+    if (lvrpci_pool_start(d->client, 1, &p) != LVRPC_OK)
+        return NULL;
+    pthread_mutex_lock(&d->lock);
+    if (d->evpool) { /* another thread won the race */
+        pthread_mutex_unlock(&d->lock);
+        lvrpci_pool_stop(p);
+        pthread_mutex_lock(&d->lock);
+    } else {
+        d->evpool = p;
+    }
+    p = d->evpool;
+    pthread_mutex_unlock(&d->lock);
+    return p;
+}
+
 static void direct_stop(void *engine)
 {
     direct *d = engine;
 
     if (!d)
         return;
+    if (d->evpool)
+        lvrpci_pool_stop(d->evpool);
     pthread_mutex_lock(&d->lock);
     __atomic_store_n(&d->closing, 1, __ATOMIC_RELEASE);
     for (lvrpci_conn *c = d->busy; c; c = c->next)
@@ -367,4 +398,5 @@ const lvrpci_engine_ops lvrpci_direct_engine = {
     .stop = direct_stop,
     .stats = direct_stats,
     .streams = &direct_stream_ops,
+    .event_pool = direct_event_pool,
 };

@@ -70,6 +70,13 @@ typedef struct lvrpci_target {
     /* TLS parameters */
     char *pkipath;
     int no_verify;
+    /* an admin URI (scheme = a daemon's name, e.g. libvirtd:///system): the
+     * daemon's admin socket and the admin program's handshake */
+    int admin;
+    /* the handle's TLS context (tls/): made by lvrpci_tls_setup() in
+     * lvrpc_open, shared by all its connections, freed by
+     * lvrpci_target_clear() */
+    struct lvrpci_tls_ctx *tls;
 } lvrpci_target;
 
 /* Parses a libvirt URI.  flags: LVRPC_OPEN_*.  On failure returns an error
@@ -170,6 +177,11 @@ int lvrpci_sock_connect(const lvrpci_target *tg, int64_t deadline,
  * without OpenSSL. */
 int lvrpci_tls_connect(const lvrpci_target *tg, int64_t deadline,
                        lvrpci_transport **out);
+/* Loads a tls target's certificates (or takes the caller's SSL_CTX) into
+ * tg->tls, once per handle; o may be NULL.  LVRPC_ENOTSUP without OpenSSL. */
+int lvrpci_tls_setup(lvrpci_target *tg, const lvrpc_tls_options *o);
+/* Frees tg->tls (NULL-safe); called by lvrpci_target_clear(). */
+void lvrpci_tls_release(lvrpci_target *tg);
 /* Shared helpers for socket-based transports. */
 int lvrpci_sock_set_timeout(lvrpci_transport *t, int which, int64_t deadline);
 int lvrpci_sock_open_fd(const lvrpci_target *tg, int64_t deadline, int *fd_out);
@@ -187,6 +199,7 @@ typedef struct lvrpci_conn {
     size_t rpos;
     lvrpci_buf wbuf;      /* packet being sent */
     int keepalive;        /* the daemon may send us PINGs */
+    int admin;            /* speaks the admin program (open/close differ) */
     int broken;           /* a transport or protocol error: do not reuse */
     struct lvrpci_conn *prev, *next; /* engine-owned list links */
 } lvrpci_conn;
@@ -259,6 +272,27 @@ struct lvrpc_stream {
     size_t rx_len, rx_off;
 };
 
+/* ------------------------------------------------------------------ events */
+
+typedef struct lvrpci_events lvrpci_events;
+
+/* From a pool's reader, pool lock held: queues an event message. */
+void lvrpci_events_push(lvrpci_events *ev, const lvrpci_header *h, const unsigned char *body,
+                        size_t len);
+/* From a pool's reader, no lock held: the event connection died
+ * (LVRPC_CONN_CLOSED, why) or came back (LVRPC_CONN_RECONNECTED). */
+void lvrpci_events_conn_state(lvrpci_events *ev, int state, const lvrpc_error *why);
+/* Stops the dispatch thread and frees the engine (lvrpc_close). */
+void lvrpci_events_stop(lvrpci_events *ev);
+
+/* The Shared-mode pool, as the events engine and Direct mode use it. */
+int lvrpci_pool_start(lvrpc_client *c, unsigned nconns, void **pool);
+void lvrpci_pool_stop(void *pool);
+/* A call on one given connection of the pool (event registrations). */
+int lvrpci_pool_call_on(void *pool, unsigned conn, lvrpci_call *call, int64_t deadline);
+/* Where connection 0's event messages and state changes go (NULL: none). */
+void lvrpci_pool_set_events(void *pool, lvrpci_events *ev);
+
 /* ------------------------------------------------------------------ engines */
 
 typedef struct lvrpci_engine_ops {
@@ -273,6 +307,9 @@ typedef struct lvrpci_engine_ops {
     void (*stop)(void *engine);
     void (*stats)(void *engine, lvrpc_stats *out);
     const lvrpci_stream_ops *streams;
+    /* The pool that carries events: Shared mode's own, or Direct mode's
+     * event connection (made on first use).  NULL with the error set. */
+    void *(*event_pool)(void *engine);
 } lvrpci_engine_ops;
 
 extern const lvrpci_engine_ops lvrpci_direct_engine;
@@ -284,6 +321,8 @@ struct lvrpc_client {
     const lvrpci_engine_ops *ops;
     void *engine;
     unsigned call_timeout_ms;  /* atomic access */
+    pthread_mutex_t events_lock; /* guards the making of events */
+    lvrpci_events *events;     /* NULL until the first registration */
 };
 
 #endif /* LVRPC_INTERNAL_H */

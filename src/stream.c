@@ -201,6 +201,11 @@ static int next_item(lvrpc_stream *st, int64_t *hole)
     size_t len;
     int rc = st->ops->next(st, deadline_of(st), &h, &body, &len);
 
+    /* A timeout consumed nothing (Direct keeps a partial packet in the
+     * connection's buffer, Shared leaves it queued): the stream stays open
+     * and recv may be called again, e.g. on a console that is idle. */
+    if (rc == LVRPC_ETIMEDOUT)
+        return rc;
     if (rc != LVRPC_OK) {
         close_stream(st, 0);
         return rc;

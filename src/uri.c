@@ -220,9 +220,24 @@ static int file_exists(const char *path)
  * libvirtd socket (legacy) or the driver's own daemon (direct); auto takes
  * libvirtd's when it exists.  Privileged (/system, or root) sockets live in
  * /run/libvirt, session ones in $XDG_RUNTIME_DIR/libvirt. */
+/* Daemons with an admin socket: virt-admin's URI schemes. */
+static const char *const admin_daemons[] = {
+    "libvirtd", "virtqemud", "virtlxcd", "virtxend", "virtchd", "virtvboxd", "virtvzd",
+    "virtbhyved", "virtnetworkd", "virtnodedevd", "virtnwfilterd", "virtsecretd",
+    "virtstoraged", "virtinterfaced", "virtproxyd", "virtlogd", "virtlockd", NULL,
+};
+
+static int is_admin_daemon(const char *driver)
+{
+    for (size_t i = 0; admin_daemons[i]; i++)
+        if (strcmp(admin_daemons[i], driver) == 0)
+            return 1;
+    return 0;
+}
+
 static int default_socket(const uri_parts *p, unsigned flags, lvrpci_target *t)
 {
-    char dir[URI_MAX], legacy[URI_MAX + 32], direct[URI_MAX + 96];
+    char dir[URI_MAX], legacy[URI_MAX + 96], direct[URI_MAX + 96];
     int session = strcmp(p->path, "/session") == 0 ||
                   (geteuid() != 0 && strcmp(p->path, "/system") != 0);
     const char *ro = (flags & LVRPC_OPEN_READONLY) ? "-ro" : "";
@@ -238,6 +253,11 @@ static int default_socket(const uri_parts *p, unsigned flags, lvrpci_target *t)
         ro = "";
     } else {
         snprintf(dir, sizeof(dir), "/run/libvirt");
+    }
+    if (t->admin) { /* DIR/libvirt-admin-sock, DIR/virtqemud-admin-sock, ... */
+        snprintf(legacy, sizeof(legacy), "%s/%s-admin-sock", dir,
+                 strcmp(p->driver, "libvirtd") == 0 ? "libvirt" : p->driver);
+        return set_str(&t->socket_path, legacy, strlen(legacy));
     }
     snprintf(legacy, sizeof(legacy), "%s/libvirt-sock%s", dir, ro);
     snprintf(direct, sizeof(direct), "%s/virt%sd-sock%s", dir, p->driver, ro);
@@ -334,8 +354,12 @@ static int parse(const char *uri, unsigned flags, lvrpci_target *t, uri_parts *p
         if ((rc = parse_query(uri, buf, p, t)) != LVRPC_OK)
             return rc;
     }
+    t->admin = is_admin_daemon(p->driver);
     if ((rc = choose_transport(uri, p, t)) != LVRPC_OK)
         return rc;
+    if (t->admin && t->kind != LVRPCI_UNIX)
+        return lvrpci_fail(LVRPC_ENOTSUP, 0, "admin URIs ('%s') use the daemon's local admin "
+                           "socket: no host or transport", p->driver);
     if (t->kind == LVRPCI_UNIX && !t->socket_path &&
         (rc = default_socket(p, flags, t)) != LVRPC_OK)
         return rc;
@@ -368,5 +392,6 @@ void lvrpci_target_clear(lvrpci_target *t)
     free(t->socket_path);
     free(t->name);
     free(t->pkipath);
+    lvrpci_tls_release(t);
     memset(t, 0, sizeof(*t));
 }

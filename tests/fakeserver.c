@@ -8,6 +8,11 @@
  * non-blocking and every wait also polls the stop pipe: writing one byte to
  * it wakes every thread for fake_server_stop().
  *
+ * Streams: each connection keeps a small table of its open streams.  A
+ * download's data is written right after its reply, by the connection's
+ * thread, before it reads further packets (blocking writes, so a client
+ * that does not read holds the fake up, as TCP would hold libvirtd up).
+ *
  * When the fake closes a connection on purpose (TRUNCATED, CLOSE_MID_REPLY) it
  * shuts down its write side and drains the socket until the client closes:
  * closing with unread input would send a TCP reset, which may discard the
@@ -39,9 +44,12 @@
 #define FK_TYPE_CALL 0
 #define FK_TYPE_REPLY 1
 #define FK_TYPE_MESSAGE 2
+#define FK_TYPE_STREAM 3
+#define FK_TYPE_STREAM_HOLE 6
 
 #define FK_STATUS_OK 0
 #define FK_STATUS_ERROR 1
+#define FK_STATUS_CONTINUE 2
 
 #define FK_PROC_CONNECT_OPEN 1
 #define FK_PROC_CONNECT_CLOSE 2
@@ -51,6 +59,11 @@
 #define FK_PROC_AUTH_LIST 66
 #define FK_PROC_CONNECT_GET_LIB_VERSION 157
 #define FK_PROC_CONNECT_LIST_ALL_DOMAINS 273
+#define FK_PROC_DOMAIN_OPEN_CONSOLE 201
+#define FK_PROC_STORAGE_VOL_UPLOAD 208
+#define FK_PROC_STORAGE_VOL_DOWNLOAD 209
+#define FK_PROC_DOMAIN_SCREENSHOT 211
+#define FK_PROC_DOMAIN_OPEN_CHANNEL 296
 
 #define FK_PROC_PING 1
 #define FK_PROC_PONG 2
@@ -61,6 +74,9 @@
 
 #define FK_IN_INITIAL 65536u
 #define FK_OUT_FLUSH 262144u
+/* Streams open at once on one connection. */
+#define FK_MAX_STREAMS 16
+#define FK_DEFAULT_STREAM_BYTES (1u << 20)
 /* How long a deliberately closed connection waits for the client's EOF. */
 #define FK_LINGER_MS 3000
 
@@ -71,6 +87,17 @@ typedef struct fk_buf {
     size_t len;
     size_t cap;
 } fk_buf;
+
+/* An open stream of a connection. */
+typedef struct fk_stream {
+    int used;
+    uint32_t serial;
+    int32_t proc;
+    fake_stream_fault fault;
+    uint64_t after;
+    uint64_t bytes;  /* data bytes sent (echo) or received (upload) */
+    int quiet;       /* stalled or ended: sends nothing more */
+} fk_stream;
 
 typedef struct fake_conn {
     fake_server *srv;
@@ -84,6 +111,7 @@ typedef struct fake_conn {
     size_t in_pos;
     fk_buf out;
     fk_buf scratch;
+    fk_stream streams[FK_MAX_STREAMS];
     struct fake_conn *next;
 } fake_conn;
 
@@ -105,6 +133,9 @@ struct fake_server {
     atomic_uint slow_ms;
     atomic_uint list_count;
     atomic_uint garbage_seq;
+    atomic_uint stream_fault;
+    atomic_uint_fast64_t stream_after;
+    atomic_uint_fast64_t stream_bytes;
 
     atomic_uint_fast64_t accepted;
     atomic_uint_fast64_t active;
@@ -117,6 +148,14 @@ struct fake_server {
     atomic_uint_fast64_t pongs;
     atomic_uint_fast64_t bad_packets;
     atomic_uint_fast64_t open_flags;
+    atomic_uint_fast64_t stream_opens;
+    atomic_uint_fast64_t stream_tx_bytes;
+    atomic_uint_fast64_t stream_rx_bytes;
+    atomic_uint_fast64_t stream_rx_holes;
+    atomic_uint_fast64_t stream_rx_mismatch;
+    atomic_uint_fast64_t stream_finishes;
+    atomic_uint_fast64_t stream_aborts;
+    atomic_uint_fast64_t stream_dropped;
 };
 
 /* What the connection loop does after a packet. */
@@ -124,6 +163,7 @@ enum fk_next { FK_CONTINUE = 0, FK_CLOSE = 1, FK_ABORT = -1 };
 
 #define CTR_ADD(s, f) atomic_fetch_add_explicit(&(s)->f, 1, memory_order_relaxed)
 #define CTR_GET(s, f) atomic_load_explicit(&(s)->f, memory_order_relaxed)
+#define CTR_ADDN(s, f, n) atomic_fetch_add_explicit(&(s)->f, (n), memory_order_relaxed)
 
 /* ------------------------------------------------------------------ names */
 
@@ -737,6 +777,227 @@ static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
     return oom ? FK_ABORT : FK_CONTINUE;
 }
 
+/* ------------------------------------------------------------------ streams */
+
+static int is_stream_proc(int32_t proc)
+{
+    return proc == FK_PROC_DOMAIN_OPEN_CONSOLE || proc == FK_PROC_DOMAIN_OPEN_CHANNEL ||
+           proc == FK_PROC_STORAGE_VOL_UPLOAD || proc == FK_PROC_STORAGE_VOL_DOWNLOAD ||
+           proc == FK_PROC_DOMAIN_SCREENSHOT;
+}
+
+static fk_stream *stream_find(fake_conn *c, uint32_t serial)
+{
+    for (int i = 0; i < FK_MAX_STREAMS; i++)
+        if (c->streams[i].used && c->streams[i].serial == serial)
+            return &c->streams[i];
+    return NULL;
+}
+
+/* Appends a stream packet of st (data, an end, or a status) to the output. */
+static void stream_packet(fake_conn *c, const fk_stream *st, int32_t type, int32_t status,
+                          const unsigned char *data, size_t len, int *oom)
+{
+    size_t at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, st->proc, type, st->serial,
+                             status, oom);
+
+    put_bytes(&c->out, data, len, oom);
+    end_packet(&c->out, at, *oom);
+}
+
+static void stream_error(fake_conn *c, const fk_stream *st, int code, int domain,
+                         const char *message, int *oom)
+{
+    size_t at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, st->proc, FK_TYPE_STREAM,
+                             st->serial, FK_STATUS_ERROR, oom);
+
+    put_remote_error(&c->out, code, domain, 2, message, oom);
+    end_packet(&c->out, at, *oom);
+}
+
+/* Appends a data packet of n bytes of the pattern, from offset off. */
+static void pattern_packet(fake_conn *c, const fk_stream *st, uint64_t off, size_t n, int *oom)
+{
+    size_t at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, st->proc, FK_TYPE_STREAM,
+                             st->serial, FK_STATUS_CONTINUE, oom);
+
+    if (buf_reserve(&c->out, n) < 0) {
+        *oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        c->out.p[c->out.len + i] = fake_stream_byte(off + i);
+    c->out.len += n;
+    end_packet(&c->out, at, *oom);
+}
+
+/* What a stream does once "after" bytes have gone by.  Returns an fk_next
+ * value; the stream may be freed. */
+static int stream_fault_now(fake_conn *c, fk_stream *st, int *oom)
+{
+    fake_server *s = c->srv;
+
+    CTR_ADD(s, faults);
+    switch (st->fault) {
+    case FAKE_STREAM_ERROR:
+        stream_error(c, st, FAKE_STREAM_ERROR_CODE, FAKE_STREAM_ERROR_DOMAIN,
+                     FAKE_STREAM_ERROR_MESSAGE, oom);
+        st->used = 0; /* later packets of it are dropped, as libvirtd does */
+        return FK_CONTINUE;
+    case FAKE_STREAM_CLOSE:
+        return FK_CLOSE;
+    case FAKE_STREAM_CUT: {
+        size_t at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, st->proc, FK_TYPE_STREAM,
+                                 st->serial, FK_STATUS_CONTINUE, oom);
+        static const unsigned char half[512];
+
+        put_bytes(&c->out, half, sizeof(half), oom);
+        if (!*oom) /* the length word promises twice what follows */
+            set_be32(c->out.p + at, (uint32_t)(c->out.len - at + sizeof(half)));
+        return FK_CLOSE;
+    }
+    case FAKE_STREAM_END:
+        stream_packet(c, st, FK_TYPE_STREAM, FK_STATUS_CONTINUE, NULL, 0, oom);
+        st->quiet = 1;
+        return FK_CONTINUE;
+    case FAKE_STREAM_STALL:
+    default:
+        st->quiet = 1; /* nothing more: no echo, no data */
+        return FK_CONTINUE;
+    }
+}
+
+/* Sends a download's or screenshot's data after its reply. */
+static int stream_send_data(fake_conn *c, fk_stream *st, int *oom)
+{
+    fake_server *s = c->srv;
+    uint64_t total = atomic_load(&s->stream_bytes), off = 0;
+    int faulty = st->fault != FAKE_STREAM_NORMAL && st->fault != FAKE_STREAM_HOLE;
+
+    if (!total)
+        total = FK_DEFAULT_STREAM_BYTES;
+    if (st->fault == FAKE_STREAM_HOLE) {
+        unsigned char hole[12] = {0};
+
+        set_be32(hole + 4, 4096);
+        stream_packet(c, st, FK_TYPE_STREAM_HOLE, FK_STATUS_CONTINUE, hole, sizeof(hole), oom);
+    }
+    while (!*oom && off < total && !(faulty && off >= st->after)) {
+        size_t n = total - off < FAKE_STREAM_CHUNK ? (size_t)(total - off) : FAKE_STREAM_CHUNK;
+
+        if (faulty && off + n > st->after)
+            n = (size_t)(st->after - off);
+        pattern_packet(c, st, off, n, oom);
+        off += n;
+        CTR_ADDN(s, stream_tx_bytes, n);
+        if (c->out.len >= FK_OUT_FLUSH && fk_flush(c) < 0)
+            return FK_ABORT;
+    }
+    if (*oom)
+        return FK_ABORT;
+    if (faulty && off >= st->after)
+        return stream_fault_now(c, st, oom);
+    stream_packet(c, st, FK_TYPE_STREAM, FK_STATUS_CONTINUE, NULL, 0, oom); /* the end */
+    return FK_CONTINUE;
+}
+
+/* Answers a stream-creating CALL and, for downloads, sends the data. */
+static int stream_open(fake_conn *c, const unsigned char *hdr, int *oom)
+{
+    fake_server *s = c->srv;
+    int32_t proc = (int32_t)get_be32(hdr + 8);
+    fk_stream *st = NULL;
+    size_t at;
+
+    for (int i = 0; i < FK_MAX_STREAMS && !st; i++)
+        if (!c->streams[i].used)
+            st = &c->streams[i];
+    if (!st) {
+        error_reply(&c->out, hdr, 1, 7, "fake: too many streams", oom);
+        return FK_CONTINUE;
+    }
+    memset(st, 0, sizeof(*st));
+    st->used = 1;
+    st->serial = get_be32(hdr + 16);
+    st->proc = proc;
+    st->fault = (fake_stream_fault)atomic_load(&s->stream_fault);
+    st->after = atomic_load(&s->stream_after);
+    CTR_ADD(s, stream_opens);
+    at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, proc, FK_TYPE_REPLY, st->serial,
+                      FK_STATUS_OK, oom);
+    if (proc == FK_PROC_DOMAIN_SCREENSHOT) {
+        put_u32(&c->out, 1, oom); /* mime present */
+        put_string(&c->out, FAKE_SCREENSHOT_MIME, oom);
+    }
+    end_packet(&c->out, at, *oom);
+    if (proc == FK_PROC_STORAGE_VOL_DOWNLOAD || proc == FK_PROC_DOMAIN_SCREENSHOT)
+        return stream_send_data(c, st, oom);
+    if (st->fault != FAKE_STREAM_NORMAL && st->after == 0)
+        return stream_fault_now(c, st, oom);
+    return FK_CONTINUE;
+}
+
+/* A STREAM or STREAM_HOLE packet from the client. */
+static int stream_input(fake_conn *c, const unsigned char *hdr, const unsigned char *body,
+                        size_t blen)
+{
+    fake_server *s = c->srv;
+    int32_t type = (int32_t)get_be32(hdr + 12), status = (int32_t)get_be32(hdr + 20);
+    fk_stream *st = stream_find(c, get_be32(hdr + 16));
+    int oom = 0, next = FK_CONTINUE;
+
+    if (!st || (int32_t)get_be32(hdr + 8) != st->proc) {
+        CTR_ADD(s, stream_dropped);
+        return FK_CONTINUE;
+    }
+    if (status == FK_STATUS_OK) { /* finish */
+        CTR_ADD(s, stream_finishes);
+        stream_packet(c, st, FK_TYPE_STREAM, FK_STATUS_OK, NULL, 0, &oom);
+        st->used = 0;
+    } else if (status == FK_STATUS_ERROR) { /* abort */
+        CTR_ADD(s, stream_aborts);
+        stream_error(c, st, FAKE_ABORT_CODE, 7, FAKE_ABORT_MESSAGE, &oom);
+        st->used = 0;
+    } else if (type == FK_TYPE_STREAM_HOLE) {
+        if (blen == 12)
+            CTR_ADDN(s, stream_rx_holes,
+                     (uint64_t)get_be32(body) << 32 | get_be32(body + 4));
+        else
+            CTR_ADD(s, bad_packets);
+        if (st->proc == FK_PROC_STORAGE_VOL_UPLOAD && blen == 12)
+            st->bytes += (uint64_t)get_be32(body) << 32 | get_be32(body + 4);
+    } else if (st->proc == FK_PROC_STORAGE_VOL_UPLOAD) {
+        uint64_t bad = 0;
+
+        for (size_t i = 0; i < blen; i++)
+            bad += body[i] != fake_stream_byte(st->bytes + i);
+        CTR_ADDN(s, stream_rx_bytes, blen);
+        CTR_ADDN(s, stream_rx_mismatch, bad);
+        st->bytes += blen;
+        if (st->fault != FAKE_STREAM_NORMAL && !st->quiet && st->bytes >= st->after)
+            next = stream_fault_now(c, st, &oom);
+    } else if (st->proc == FK_PROC_DOMAIN_OPEN_CONSOLE ||
+               st->proc == FK_PROC_DOMAIN_OPEN_CHANNEL) {
+        int faulty = st->fault != FAKE_STREAM_NORMAL;
+        size_t n = blen;
+
+        CTR_ADDN(s, stream_rx_bytes, blen);
+        if (!st->quiet) { /* echo, up to the fault */
+            if (faulty && st->bytes + n > st->after)
+                n = (size_t)(st->after - st->bytes);
+            if (n > 0)
+                stream_packet(c, st, FK_TYPE_STREAM, FK_STATUS_CONTINUE, body, n, &oom);
+            st->bytes += n;
+            CTR_ADDN(s, stream_tx_bytes, n);
+            if (faulty && st->bytes >= st->after)
+                next = stream_fault_now(c, st, &oom);
+        }
+    } else {
+        CTR_ADDN(s, stream_rx_bytes, blen); /* data sent to a download: ignored */
+    }
+    return oom ? FK_ABORT : next;
+}
+
 static int is_handshake_proc(int32_t proc)
 {
     return proc == FK_PROC_AUTH_LIST || proc == FK_PROC_CONNECT_OPEN ||
@@ -771,8 +1032,11 @@ static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
         }
         return oom ? FK_ABORT : FK_CONTINUE;
     }
+    if (prog == FK_PROG_REMOTE && vers == FK_VERS &&
+        (type == FK_TYPE_STREAM || type == FK_TYPE_STREAM_HOLE))
+        return stream_input(c, hdr, body, blen);
     if (prog != FK_PROG_REMOTE || vers != FK_VERS || type != FK_TYPE_CALL) {
-        CTR_ADD(s, bad_packets); /* streams, events, strangers: ignored */
+        CTR_ADD(s, bad_packets); /* events, strangers: ignored */
         return FK_CONTINUE;
     }
 
@@ -814,6 +1078,10 @@ static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
         CTR_ADD(s, faults);
         error_reply(&c->out, hdr, FAKE_REFUSE_CODE, FAKE_REFUSE_DOMAIN,
                     FAKE_REFUSE_MESSAGE, &oom);
+    } else if (c->opened && is_stream_proc(proc)) {
+        int next = stream_open(c, hdr, &oom);
+
+        return oom ? FK_ABORT : next;
     } else {
         normal_reply(c, &c->out, hdr, body, blen, 1, &oom);
     }
@@ -1059,6 +1327,7 @@ int fake_server_start(const fake_config *cfg, fake_server **out)
                               cfg->behavior_flags << 8);
     atomic_init(&s->slow_ms, cfg->slow_ms);
     atomic_init(&s->list_count, cfg->list_count ? cfg->list_count : 3);
+    atomic_init(&s->stream_bytes, cfg->stream_bytes);
 
     if (pipe2(s->stop_pipe, O_CLOEXEC) < 0 || listen_tcp(s) < 0 ||
         (cfg->unix_socket && listen_unix(s) < 0))
@@ -1146,6 +1415,14 @@ void fake_server_set_list_count(fake_server *s, unsigned count)
     atomic_store(&s->list_count, count);
 }
 
+void fake_server_set_stream(fake_server *s, fake_stream_fault fault, uint64_t after,
+                            uint64_t bytes)
+{
+    atomic_store(&s->stream_after, after);
+    atomic_store(&s->stream_bytes, bytes);
+    atomic_store(&s->stream_fault, (unsigned)fault);
+}
+
 void fake_server_get_stats(fake_server *s, fake_stats *out)
 {
     out->accepted = CTR_GET(s, accepted);
@@ -1159,6 +1436,14 @@ void fake_server_get_stats(fake_server *s, fake_stats *out)
     out->pongs = CTR_GET(s, pongs);
     out->bad_packets = CTR_GET(s, bad_packets);
     out->open_flags = CTR_GET(s, open_flags);
+    out->stream_opens = CTR_GET(s, stream_opens);
+    out->stream_tx_bytes = CTR_GET(s, stream_tx_bytes);
+    out->stream_rx_bytes = CTR_GET(s, stream_rx_bytes);
+    out->stream_rx_holes = CTR_GET(s, stream_rx_holes);
+    out->stream_rx_mismatch = CTR_GET(s, stream_rx_mismatch);
+    out->stream_finishes = CTR_GET(s, stream_finishes);
+    out->stream_aborts = CTR_GET(s, stream_aborts);
+    out->stream_dropped = CTR_GET(s, stream_dropped);
 }
 
 uint64_t fake_server_connections(fake_server *s)

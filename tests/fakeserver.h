@@ -14,7 +14,20 @@
  *               CONNECT_LIST_ALL_DOMAINS (273) -> list_count domains named
  *               "dom-0", "dom-1", ... with ids 1, 2, ...;
  *               any other procedure -> an error reply (VIR_ERR_NO_SUPPORT);
- *   keepalive   PING from the client -> PONG; PONGs are counted.
+ *   keepalive   PING from the client -> PONG; PONGs are counted;
+ *   streams     (after CONNECT_OPEN; see "Streams" below)
+ *               DOMAIN_OPEN_CONSOLE (201), DOMAIN_OPEN_CHANNEL (296) -> an
+ *               echo stream: every data packet comes back on the same serial;
+ *               STORAGE_VOL_DOWNLOAD (209), DOMAIN_SCREENSHOT (211, mime
+ *               FAKE_SCREENSHOT_MIME) -> stream_bytes bytes of
+ *               fake_stream_byte(i), in packets of FAKE_STREAM_CHUNK, then
+ *               the end of data;
+ *               STORAGE_VOL_UPLOAD (208) -> data and holes are counted
+ *               (stats.stream_rx_bytes, stream_rx_holes) and the data checked
+ *               against fake_stream_byte (stats.stream_rx_mismatch);
+ *               the client's finish (STREAM/OK) -> STREAM/OK, its abort
+ *               (STREAM/ERROR) -> STREAM/ERROR with FAKE_ABORT_MESSAGE, as
+ *               libvirtd does; packets of streams that are gone are dropped.
  *
  * A behaviour (fake_behavior) decides how the fake answers.  Fault behaviours
  * apply to the first non-handshake call of each connection, or to every
@@ -81,6 +94,44 @@ typedef enum fake_behavior {
     FAKE_BEHAVIOR_COUNT
 } fake_behavior;
 
+/* How streams misbehave (fake_server_set_stream()).  "after" counts data
+ * bytes the fake sent (download, screenshot), echoed (console, channel) or
+ * received (upload) on that stream. */
+typedef enum fake_stream_fault {
+    FAKE_STREAM_NORMAL = 0, /* as described above */
+    FAKE_STREAM_ERROR,      /* after "after" bytes: STREAM/ERROR with code
+                             * FAKE_STREAM_ERROR_CODE, domain
+                             * FAKE_STREAM_ERROR_DOMAIN, message
+                             * FAKE_STREAM_ERROR_MESSAGE (the daemon's abort) */
+    FAKE_STREAM_CLOSE,      /* after "after" bytes (whole packets): the fake
+                             * closes the connection, no end of data */
+    FAKE_STREAM_CUT,        /* after "after" bytes: half of a data packet,
+                             * then the fake closes the connection */
+    FAKE_STREAM_STALL,      /* after "after" bytes: nothing more is sent on
+                             * the stream (the connection stays open) */
+    FAKE_STREAM_END,        /* after "after" bytes: the end of data at once
+                             * (the daemon hung up, e.g. a console's domain
+                             * stopped) */
+    FAKE_STREAM_HOLE,       /* download: a 4096-byte hole first (a protocol
+                             * error on a stream that is not sparse), then
+                             * as NORMAL */
+    FAKE_STREAM_FAULT_COUNT
+} fake_stream_fault;
+
+#define FAKE_STREAM_CHUNK 262120u
+#define FAKE_SCREENSHOT_MIME "image/x-fake"
+#define FAKE_STREAM_ERROR_CODE 38   /* VIR_ERR_SYSTEM_ERROR */
+#define FAKE_STREAM_ERROR_DOMAIN 18 /* VIR_FROM_STORAGE */
+#define FAKE_STREAM_ERROR_MESSAGE "cannot write to stream: No space left on device"
+#define FAKE_ABORT_CODE 1           /* VIR_ERR_INTERNAL_ERROR */
+#define FAKE_ABORT_MESSAGE "stream aborted at client request"
+
+/* Byte i of every stream the fake sends, and of uploads it checks. */
+static inline unsigned char fake_stream_byte(uint64_t i)
+{
+    return (unsigned char)((i * 131u) ^ (i >> 9));
+}
+
 /* Flags for fake_server_set_behavior(). */
 #define FAKE_ALL_CALLS 0x1u    /* every non-handshake call, not only the first */
 #define FAKE_IN_HANDSHAKE 0x2u /* the first packet of each connection instead */
@@ -109,6 +160,7 @@ typedef struct fake_config {
     unsigned behavior_flags; /* FAKE_ALL_CALLS, FAKE_IN_HANDSHAKE */
     unsigned slow_ms;        /* delay of FAKE_SLOW */
     unsigned list_count;     /* domains listed; 0 = 3 */
+    uint64_t stream_bytes;   /* bytes of a download or screenshot; 0 = 1 MiB */
 } fake_config;
 
 /* Counters, all since the server started. */
@@ -125,6 +177,14 @@ typedef struct fake_stats {
     uint64_t pongs;             /* PONGs received */
     uint64_t bad_packets;       /* client packets the fake could not accept */
     uint64_t open_flags;        /* flags of the last CONNECT_OPEN */
+    uint64_t stream_opens;      /* stream-creating calls answered */
+    uint64_t stream_tx_bytes;   /* data bytes sent on streams (echo included) */
+    uint64_t stream_rx_bytes;   /* data bytes received on streams */
+    uint64_t stream_rx_holes;   /* hole bytes received on streams */
+    uint64_t stream_rx_mismatch;/* upload bytes that were not fake_stream_byte */
+    uint64_t stream_finishes;   /* finishes confirmed */
+    uint64_t stream_aborts;     /* client aborts answered */
+    uint64_t stream_dropped;    /* packets of unknown (ended) streams */
 } fake_stats;
 
 /* Starts a server.  Returns 0 and *out, or -1 with errno set (and a message
@@ -150,6 +210,10 @@ void fake_server_set_behavior(fake_server *s, fake_behavior b, unsigned flags);
 fake_behavior fake_server_get_behavior(fake_server *s, unsigned *flags);
 void fake_server_set_slow_ms(fake_server *s, unsigned ms);
 void fake_server_set_list_count(fake_server *s, unsigned count);
+/* Streams opened from now on: the fault, after how many bytes, and the size
+ * of downloads and screenshots (0 = 1 MiB). */
+void fake_server_set_stream(fake_server *s, fake_stream_fault fault, uint64_t after,
+                            uint64_t bytes);
 
 /* Copies the counters. */
 void fake_server_get_stats(fake_server *s, fake_stats *out);

@@ -139,6 +139,12 @@ static int read_env_file(lvrpct_daemon *d)
             snprintf(d->log_path, sizeof(d->log_path), "%s", val);
         else if (strcmp(line, "LIBVIRTD_VERSION") == 0)
             snprintf(d->version, sizeof(d->version), "%s", val);
+        else if (strcmp(line, "LIBVIRTD_TLS_PORT") == 0)
+            d->tls_port = atoi(val);
+        else if (strcmp(line, "LIBVIRTD_URI_TLS") == 0)
+            snprintf(d->uri_tls, sizeof(d->uri_tls), "%s", val);
+        else if (strcmp(line, "LIBVIRTD_PKI") == 0)
+            snprintf(d->pki_dir, sizeof(d->pki_dir), "%s", val);
     }
     fclose(f);
     return d->pid > 0 && d->tcp_port > 0 && d->uri_tcp[0] && d->uri_unix[0] ? 0 : -1;

@@ -41,9 +41,15 @@ typedef struct lvrpct_daemon {
     char unix_sock[300];   /* DIR/sock/libvirt-sock */
     char log_path[300];    /* the daemon's log file */
     char version[32];      /* "9.0.0", from libvirtd --version ("" if unknown) */
+    /* TLS listener (tests/make-certs.sh certificates; 0 / "" without openssl) */
+    int tls_port;
+    char uri_tls[400];     /* test+tls://localhost:PORT/default?pkipath=PKI */
+    char pki_dir[300];     /* cacert.pem, clientcert.pem, clientkey.pem, ... */
 } lvrpct_daemon;
 
 /* Starts a daemon (tests/libvirtd-up.sh in a new mkdtemp dir) and fills *d.
+ * The script's knobs (PKI_DIR, TLS_SERVER_CERT, ...) are taken from this
+ * process's environment.
  * Returns 0, or -1 after printing why on stderr and setting the hard-error
  * flag (lvrpct_main then exits 99). */
 int lvrpct_daemon_start(lvrpct_daemon *d);

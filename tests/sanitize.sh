@@ -11,7 +11,9 @@ case $kind in
     # The concurrency tests: Shared and Direct mode under load and faults.
     tests="test_shared:tests/test_shared.c,tests/fakeserver.c
            test_faults:tests/test_faults.c,tests/fakeserver.c
-           test_integration:tests/test_integration.c"
+           test_integration:tests/test_integration.c
+           test_events:tests/test_events.c
+           test_tls:tests/test_tls.c"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66 suppressions=$(cd "$SAN_SRCDIR" && pwd)/tests/tsan.supp"
     export LVRPCT_SCALE=10 LVRPC_TEST_SLACK_MS=2000 ;;
   address)
@@ -19,8 +21,10 @@ case $kind in
     tests="test_uri:tests/test_uri.c
            test_packet:tests/test_packet.c
            test_integration:tests/test_integration.c
+           test_events:tests/test_events.c
            test_shared:tests/test_shared.c,tests/fakeserver.c
-           test_faults:tests/test_faults.c,tests/fakeserver.c"
+           test_faults:tests/test_faults.c,tests/fakeserver.c
+           test_tls:tests/test_tls.c"
     export ASAN_OPTIONS="detect_leaks=1 exitcode=66" UBSAN_OPTIONS="print_stacktrace=1"
     export LVRPCT_SCALE=4 LVRPC_TEST_SLACK_MS=1000 ;;
   *) echo "unknown sanitizer $kind" >&2; exit 2 ;;
@@ -41,7 +45,7 @@ for t in $tests; do
   for f in $(echo "${t#*:}" | tr , ' '); do srcs="$srcs $SAN_SRCDIR/$f"; done
   echo "  SAN($kind) tests/san_$name"
   # shellcheck disable=SC2086
-  if ! $SAN_CC $flags $SAN_CPPFLAGS -I"$SAN_SRCDIR/tests" -DLVRPCT_SRCDIR="\"$(cd "$SAN_SRCDIR" && pwd)\"" \
+  if ! $SAN_CC $flags $SAN_CPPFLAGS -I"$SAN_SRCDIR/tests" -I"$SAN_SRCDIR/tls" -DLVRPCT_SRCDIR="\"$(cd "$SAN_SRCDIR" && pwd)\"" \
       $SAN_CFLAGS -o "tests/san_$name" $lib $srcs "$SAN_SRCDIR/tests/harness.c" $SAN_LIBS; then
     echo "FAIL: cannot build tests/san_$name" >&2
     exit 1

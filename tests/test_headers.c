@@ -69,6 +69,12 @@ int main(void)
     /* the remote program */
     CHECK(LVRPC_PROGRAM_REMOTE == 0x20008086u);
     CHECK(LVRPC_PROGRAM_REMOTE_VERSION == 1u);
+    /* the other programs, and the procedure table's flags */
+    CHECK(LVRPC_PROGRAM_QEMU == 0x20008087u && LVRPC_PROGRAM_QEMU_VERSION == 1u);
+    CHECK(LVRPC_PROGRAM_LXC == 0x00068000u && LVRPC_PROGRAM_LXC_VERSION == 1u);
+    CHECK(LVRPC_PROGRAM_ADMIN == 0x06900690u && LVRPC_PROGRAM_ADMIN_VERSION == 1u);
+    CHECK((LVRPC_PROCF_EVENT | LVRPC_PROCF_STREAM_RECV | LVRPC_PROCF_STREAM_SEND |
+           LVRPC_PROCF_FDS_IN | LVRPC_PROCF_FDS_OUT) == 0x1fu);
 
     /* the error enum: codes are only ever appended */
     CHECK(LVRPC_OK == 0 && LVRPC_ENOMEM == 1 && LVRPC_EINVAL == 2 && LVRPC_EREFUSED == 3 &&
@@ -120,7 +126,8 @@ int main(void)
     CHECK(lvrpc_proc_table(&n) != NULL && n > 0);
     for (size_t i = 0; i < n; i++) {
         const lvrpc_proc_info *p = &lvrpc_proc_table(NULL)[i];
-        CHECK(p->prog == LVRPC_PROGRAM_REMOTE);
+        CHECK(p->prog == LVRPC_PROGRAM_REMOTE || p->prog == LVRPC_PROGRAM_QEMU ||
+              p->prog == LVRPC_PROGRAM_LXC || p->prog == LVRPC_PROGRAM_ADMIN);
         CHECK(lvrpc_proc_by_number(p->prog, p->proc) == p);
         CHECK(lvrpc_proc_by_name(p->name) == p);
         CHECK((p->xdr_args == NULL) == (p->args_size == 0));

@@ -10,7 +10,7 @@
  * The families (connect, domains, networks, storage, errors) are written
  * once, as functions that use only the thread-safe T_* checks, and run
  *   - one CUnit test per family in the single-thread suites
- *     {direct,shared} x {tcp,unix};
+ *     {direct,shared} x {tcp,unix,tls} (tls: built with OpenSSL);
  *   - all at once from 16 threads on ONE handle in the *-16threads suites,
  *     every thread with its own object names; each thread must pass.
  * A family creates its own objects (unique names per thread), checks that
@@ -33,6 +33,7 @@
 #include "harness.h"
 
 #define NTHREADS 16
+#define USE_TLS 2 /* suite_cfg.use_unix: the daemon's TLS listener */
 
 /* libvirt's constants used below (virterror.h, libvirt-domain.h, ...). */
 enum {
@@ -73,7 +74,7 @@ enum {
 typedef struct suite_cfg {
     const char *name;
     lvrpc_mode mode;
-    int use_unix;
+    int use_unix; /* 0 tcp, 1 unix, USE_TLS */
     int threads; /* 0: one CUnit test per family; else that many threads */
 } suite_cfg;
 
@@ -96,7 +97,8 @@ static int suite_init(const suite_cfg *cfg)
     cur.cfg = cfg;
     if (lvrpct_daemon_start(&cur.daemon) != 0)
         return 1; /* a hard error: lvrpct_main exits 99 */
-    cur.uri = cfg->use_unix ? cur.daemon.uri_unix : cur.daemon.uri_tcp;
+    cur.uri = cfg->use_unix == USE_TLS ? cur.daemon.uri_tls
+              : cfg->use_unix          ? cur.daemon.uri_unix : cur.daemon.uri_tcp;
     cur.lib_version = lvrpct_version_number(cur.daemon.version);
     rc = lvrpct_open(cur.uri, LVRPC_MODE_DIRECT, &cur.anchor);
     if (rc != LVRPC_OK) {
@@ -1301,6 +1303,12 @@ static const suite_cfg cfgs[] = {
     {"direct-tcp-16threads", LVRPC_MODE_DIRECT, 0, NTHREADS},
     {"direct-unix-16threads", LVRPC_MODE_DIRECT, 1, NTHREADS},
     {"shared-tcp-16threads", LVRPC_MODE_SHARED, 0, NTHREADS},
+#ifdef HAVE_OPENSSL
+    {"direct-tls", LVRPC_MODE_DIRECT, USE_TLS, 0},
+    {"shared-tls", LVRPC_MODE_SHARED, USE_TLS, 0},
+    {"direct-tls-16threads", LVRPC_MODE_DIRECT, USE_TLS, NTHREADS},
+    {"shared-tls-16threads", LVRPC_MODE_SHARED, USE_TLS, NTHREADS},
+#endif
 };
 
 #define SUITE_FUNCS(i) \
@@ -1312,9 +1320,19 @@ SUITE_FUNCS(3)
 SUITE_FUNCS(4)
 SUITE_FUNCS(5)
 SUITE_FUNCS(6)
+#ifdef HAVE_OPENSSL
+SUITE_FUNCS(7)
+SUITE_FUNCS(8)
+SUITE_FUNCS(9)
+SUITE_FUNCS(10)
+#endif
 
 static const CU_InitializeFunc inits[] = {init_0, init_1, init_2, init_3, init_4, init_5,
-                                          init_6};
+                                          init_6,
+#ifdef HAVE_OPENSSL
+                                          init_7, init_8, init_9, init_10,
+#endif
+};
 
 static const lvrpct_test thread_tests[] = {
     {"every family from 16 threads on one handle", test_threads},
