@@ -34,6 +34,7 @@
 #   CALLS="lookup"            calls of the full thread matrix
 #   THREADS="1 4 16 64"       thread counts of the full matrix
 #   EXTRA_CALLS="libversion"  calls measured at EXTRA_THREADS too
+#   TLS_THREADS="1 16"  thread counts over the daemon's TLS listener (lookup); empty: none
 #   EXTRA_THREADS="1 16"
 #   INSTANT_THREADS="1 16"    thread counts against the instant server
 #   PIN_THREADS="1 16"        thread counts against a second instant server
@@ -49,6 +50,7 @@ REPS_T1=${REPS_T1:-5}
 CALLS=${CALLS:-lookup}
 THREADS=${THREADS:-"1 4 16 64"}
 EXTRA_CALLS=${EXTRA_CALLS-libversion}
+TLS_THREADS=${TLS_THREADS-"1 16"}
 EXTRA_THREADS=${EXTRA_THREADS:-"1 16"}
 INSTANT_THREADS=${INSTANT_THREADS:-"1 16"}
 PIN_THREADS=${PIN_THREADS-"1 16"}
@@ -101,6 +103,8 @@ WATCH_PID=$$ bash "$TOP/tests/libvirtd-up.sh" "$DDIR/d" > "$DDIR/up.out" ||
 REAL_URI=$LIBVIRTD_URI_TCP
 REAL_PID=$LIBVIRTD_PID
 REAL_PORT=$LIBVIRTD_TCP_PORT
+REAL_TLS_URI=${LIBVIRTD_URI_TLS:-}
+REAL_TLS_PORT=${LIBVIRTD_TLS_PORT:-}
 
 "$BIN/bench_instant_server" > "$DDIR/instant.out" 2>&1 &
 ISRV_PID=$!
@@ -144,6 +148,11 @@ add_matrix() { # server call threads...
 }
 for c in $CALLS; do add_matrix real "$c" $THREADS; done
 for c in $EXTRA_CALLS; do add_matrix real "$c" $EXTRA_THREADS; done
+if [ -n "$TLS_THREADS" ] && [ -n "$REAL_TLS_URI" ] && "$LVRPC" -c "$REAL_TLS_URI" version >/dev/null 2>&1; then
+  for t in $TLS_THREADS; do
+    for c in libvirt-shared lvrpc-direct libvirt-own lvrpc-shared-k1; do POINTS+=("realtls $c lookup $t"); done
+  done
+fi
 POINTS+=("instant raw lookup 1")
 for t in $INSTANT_THREADS; do
   for c in libvirt-shared lvrpc-direct lvrpc-shared-k1; do POINTS+=("instant $c lookup $t"); done
@@ -168,6 +177,7 @@ run_point() { # rep server client call threads
   local rep=$1 srv=$2 cl=$3 call=$4 t=$5 uri port spid out rc=0 t0 t1 calls
   case $srv in
     real) uri=$REAL_URI; port=$REAL_PORT; spid=$REAL_PID ;;
+    realtls) uri=$REAL_TLS_URI; port=$REAL_TLS_PORT; spid=$REAL_PID ;;
     instant) uri=$INST_URI; port=$INST_PORT; spid=$ISRV_PID ;;
     instant1cpu) uri=$INST1_URI; port=$INST1_PORT; spid=$ISRV1_PID ;;
     mem) uri=; port=; spid= ;;

@@ -215,6 +215,11 @@ def main():
     p("### Against the real libvirtd (test:///default over TCP, daemon defaults: max_client_requests=5, max_workers=20)")
     for line in table(groups, "real", "daemon"):
         p(line)
+    if any(k[0] == "realtls" for k in groups):
+        p("")
+        p("### Against the real libvirtd over TLS (same daemon, TLS listener; tests/make-certs.sh certificates, client certificate verified)")
+        for line in table(groups, "realtls", "daemon"):
+            p(line)
     p("")
     p("### Against the instant server (bench_instant_server: tests/fakeserver.c in INSTANT mode; the clients' own overhead)")
     for line in table(groups, "instant", "server"):
