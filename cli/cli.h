@@ -145,4 +145,10 @@ int cli_cmd_vol_list(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_bench(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_event(cli_ctx *ctx, int argc, char **argv);
 
+/* stream.c */
+int cli_cmd_vol_upload(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_vol_download(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_screenshot(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_console(cli_ctx *ctx, int argc, char **argv);
+
 #endif /* LVRPC_CLI_H */

@@ -43,6 +43,16 @@ static const cli_command commands[] = {
     {"net-list", cli_cmd_net_list, 1, "[--all | --inactive]  list networks"},
     {"pool-list", cli_cmd_pool_list, 1, "[--all | --inactive]  list storage pools"},
     {"vol-list", cli_cmd_vol_list, 1, "POOL  list the volumes of a pool"},
+    {"vol-upload", cli_cmd_vol_upload, 1,
+     "POOL VOL FILE [--sparse] [--offset N] [--length N]\n"
+     "                upload a file into a volume (progress bar on a terminal)"},
+    {"vol-download", cli_cmd_vol_download, 1,
+     "POOL VOL FILE [--sparse] [--offset N] [--length N]\n"
+     "                download a volume into a file (progress bar on a terminal)"},
+    {"screenshot", cli_cmd_screenshot, 0, "DOMAIN FILE [--screen N]  save a screenshot"},
+    {"console", cli_cmd_console, 0,
+     "DOMAIN [--devname NAME] [--force] [--safe]\n"
+     "                the domain's console on stdin/stdout (^] quits)"},
     {"event", cli_cmd_event, 1,
      "[--all | --event NAME] [--loop] [--timeout SECONDS] [--timestamp]\n"
      "                domain events, as virsh prints them"},

@@ -17,9 +17,16 @@
  * freed.  In Shared mode it shares its connection with other calls; each
  * stream buffers at most LVRPC_STREAM_QUEUE_MAX received bytes, after which
  * the connection's reader waits for the stream's consumer (backpressure on
- * that one connection: other calls on it wait too; other connections of the
- * pool are not affected).  A consumer that stops reading for longer than the
- * call timeout therefore delays the calls sharing its connection.
+ * that one connection: calls already sent on it wait too; new calls go to
+ * the pool's other connections while there is one that is not held back).
+ * A consumer that stops reading for longer than the call timeout therefore
+ * delays the calls sharing its connection, and one that stops for longer
+ * than libvirtd's keepalive window (keepalive_interval x (keepalive_count +
+ * 1), 30 s by default) loses the connection: the daemon's PINGs wait behind
+ * the unread data, and the stream then fails with LVRPC_ECLOSED (an error,
+ * never a silent short read).  Do not pump a download into an upload on the
+ * same Shared connection from one thread: with the download's queue full and
+ * the upload waiting for the daemon, neither side moves.
  */
 #ifndef LVRPC_STREAM_H
 #define LVRPC_STREAM_H

@@ -58,9 +58,22 @@
  * stream packets that follow the reply at once are already routed.  The
  * reader copies each stream packet into its stream's queue; when a queue
  * holds LVRPC_STREAM_QUEUE_MAX bytes the reader waits (on sreg.room, pool
- * lock released) until the consumer takes packets: backpressure on that
- * connection only.  Packets of unknown streams are dropped.  Death and
+ * lock released) until the consumer has taken half of it: backpressure on
+ * that connection only, and pick() sends new calls to the pool's other
+ * connections meanwhile.  A bulk consumer (lvrpc_stream_recv_fd) is woken
+ * per STREAM_BATCH bytes rather than per packet.  A queue that cannot
+ * grow (out of memory) kills its stream: data is never dropped silently.
+ * Packets of unknown streams are dropped.  Death and
  * close kill the registered streams with the cause; their owners free them.
+ * While a stream that sends data (upload, console) is open on a connection,
+ * its reader never writes itself: libvirtd counts every stream packet it
+ * has read as a request until a (zero-length) completion has gone through
+ * its output queue, and stops reading at max_client_requests; if the
+ * reader then blocked in a write (or on pc->wlock, held by a sender blocked
+ * in one), nobody would read the daemon's output and both sides would wait
+ * for ever.  So the reader appends its packets (PONGs, PINGs, queued calls)
+ * to pc->deferred and the connection's writer thread, started the first
+ * time it is needed, writes them.
  *
  * Events.  Event messages of connection 0 are copied by route_message()
  * into the events engine's queue (src/events.c), whose dispatch thread runs
@@ -120,6 +133,12 @@ typedef struct sreg {
     size_t bytes;             /* queued body bytes */
     qpkt *cur;                /* handed to the consumer, freed on its next call */
     int dead;
+    int sending;              /* has sent data: counted in pc->senders */
+    int waiting;              /* the reader waits for room in this queue */
+    int batch;                /* the consumer is a bulk pump: wake it per batch */
+    int urgent;               /* the queue holds something besides data (the
+                               * end, an error, a hole): no batching */
+    int draining;             /* a batch is being handed out: until empty */
     lvrpc_error cause;
     pthread_cond_t ready;     /* a packet arrived, or the stream died */
     pthread_cond_t room;      /* the consumer took packets (backpressure) */
@@ -144,6 +163,11 @@ typedef struct pconn {
     sreg *streams;       /* registered streams */
     int held;            /* the reader waits for a stream's consumer (streams:
                           * backpressure); pick() avoids the connection */
+    unsigned senders;    /* linked streams that have sent data (atomic reads) */
+    lvrpci_buf deferred; /* the reader's writes while senders > 0 */
+    pthread_cond_t wwake;/* deferred bytes for the writer thread, or close */
+    pthread_t writer;    /* writes the deferred bytes (started when needed) */
+    int writer_started;
     lvrpc_error cause;   /* why it went DOWN */
 } pconn;
 
@@ -295,6 +319,10 @@ static void unlink_stream(sreg *r)
     if (*pp)
         *pp = r->next;
     r->linked = 0;
+    if (r->sending) {
+        r->sending = 0;
+        __atomic_sub_fetch(&r->pc->senders, 1, __ATOMIC_RELEASE);
+    }
     pthread_cond_broadcast(&r->room); /* a reader held back by it goes on */
 }
 
@@ -650,6 +678,12 @@ void lvrpci_pool_set_events(void *engine, lvrpci_events *ev)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* A bulk consumer (an fd pump) is woken once this much is queued, or after
+ * STREAM_BATCH_WAIT_MS with less, instead of at every packet: a wake-up
+ * costs a futex round trip on both threads, several per MiB otherwise. */
+#define STREAM_BATCH (LVRPC_STREAM_QUEUE_MAX / 4)
+#define STREAM_BATCH_WAIT_MS 20
+
 /* Queues a stream packet for its stream (pool lock held).  When the
  * stream's queue is full the reader waits here for its consumer: that is the
  * backpressure, and it holds up this connection only.  Packets of unknown
@@ -668,7 +702,9 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         return;
     while (r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX) {
         pc->held = 1; /* pick() sends new calls elsewhere meanwhile */
+        r->waiting = 1;
         pthread_cond_wait(&r->room, &p->lock);
+        r->waiting = 0;
         pc->held = 0;
     }
     if (!r->linked || p->closing)
@@ -693,18 +729,89 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         r->head = q;
     r->tail = q;
     r->bytes += len;
-    pthread_cond_signal(&r->ready);
+    if (len == 0 || h->type != LVRPC_STREAM || h->status != LVRPC_STATUS_CONTINUE)
+        r->urgent = 1;
+    if (!r->batch || r->urgent || r->bytes >= STREAM_BATCH)
+        pthread_cond_signal(&r->ready);
+}
+
+/* The writer thread of a connection: writes what its reader deferred. */
+static void *writer_main(void *arg)
+{
+    pconn *pc = arg;
+    pool *p = pc->pool;
+
+    pthread_mutex_lock(&p->lock);
+    while (!p->closing) {
+        lvrpci_buf b = pc->deferred;
+        lvrpci_conn *conn = pc->conn;
+        int rc;
+        if (!b.len) {
+            pthread_cond_wait(&pc->wwake, &p->lock);
+            continue;
+        }
+        memset(&pc->deferred, 0, sizeof(pc->deferred));
+        if (!pc->up || !conn) { /* the bytes were for a connection that died */
+            lvrpci_buf_clear(&b);
+            continue;
+        }
+        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_lock(&pc->wlock);
+        rc = conn->t->ops->write_all(conn->t, b.data, b.len,
+                                     lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
+        pthread_mutex_unlock(&pc->wlock);
+        if (rc != LVRPC_OK) /* the reader notices and fails the connection */
+            conn->t->ops->shutdown(conn->t);
+        lvrpci_buf_clear(&b);
+        writer_done(p, pc);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Every write of the reader goes through here: directly, or, while a stream
+ * sends on the connection, through the writer thread (see "Streams" at the
+ * top), so that the reader never waits for the socket. */
+static int reader_write(pconn *pc, lvrpci_conn *conn, const void *data, size_t len)
+{
+    pool *p = pc->pool;
+    int rc;
+
+    if (__atomic_load_n(&pc->senders, __ATOMIC_ACQUIRE) > 0) {
+        pthread_mutex_lock(&p->lock);
+        rc = lvrpci_buf_reserve(&pc->deferred, pc->deferred.len + len);
+        if (rc == LVRPC_OK) {
+            memcpy(pc->deferred.data + pc->deferred.len, data, len);
+            pc->deferred.len += len;
+            if (!pc->writer_started) {
+                if (pthread_create(&pc->writer, NULL, writer_main, pc) == 0)
+                    pc->writer_started = 1;
+                else
+                    rc = lvrpci_fail(LVRPC_ESYS, errno, "cannot start a writer thread");
+            }
+            pthread_cond_signal(&pc->wwake);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return rc;
+    }
+    pthread_mutex_lock(&pc->wlock);
+    rc = conn->t->ops->write_all(conn->t, data, len,
+                                 lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
+    pthread_mutex_unlock(&pc->wlock);
+    return rc;
 }
 
 static int send_keepalive(pconn *pc, lvrpci_conn *conn, int proc)
 {
-    int rc;
+    unsigned char pkt[LVRPCI_PACKET_MIN];
+    lvrpci_header h = {LVRPC_KEEPALIVE_PROGRAM, LVRPC_KEEPALIVE_VERSION, proc,
+                       LVRPC_MESSAGE, 0, LVRPC_STATUS_OK};
 
-    pthread_mutex_lock(&pc->wlock);
-    rc = lvrpci_conn_send_keepalive(conn, proc,
-                                    lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
-    pthread_mutex_unlock(&pc->wlock);
-    return rc;
+    put32(pkt, LVRPCI_PACKET_MIN);
+    lvrpci_header_put(pkt + LVRPCI_LEN_WORD, &h);
+    return reader_write(pc, conn, pkt, sizeof(pkt));
 }
 
 /* Dispatches one packet with the pool lock held; returns an error that
@@ -764,12 +871,8 @@ static int take_queued(pconn *pc, lvrpci_buf *out)
 /* Sends what take_queued gathered, in one write. */
 static int send_queued(pconn *pc, lvrpci_conn *conn, lvrpci_buf *out)
 {
-    int rc;
+    int rc = reader_write(pc, conn, out->data, out->len);
 
-    pthread_mutex_lock(&pc->wlock);
-    rc = conn->t->ops->write_all(conn->t, out->data, out->len,
-                                 lvrpci_deadline_after_ms(pc->pool->client->opts.call_timeout_ms));
-    pthread_mutex_unlock(&pc->wlock);
     if (out->cap > LVRPCI_RBUF_INITIAL)
         lvrpci_buf_clear(out);
     return rc;
@@ -798,6 +901,7 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
         kill_stream(pc->streams, &cause);
     while (__atomic_load_n(&pc->writers, __ATOMIC_ACQUIRE) > 0)
         pthread_cond_wait(&pc->writers_gone, &p->lock);
+    lvrpci_buf_clear(&pc->deferred); /* bytes for this connection only */
     ev = pc->index == 0 && !p->closing ? p->events : NULL;
     pthread_mutex_unlock(&p->lock);
     lvrpci_conn_free(conn);
@@ -982,6 +1086,10 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
     else {
         conn = pc->conn;
         __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+        if (!r->sending && r->linked) { /* from now on the reader defers its writes */
+            r->sending = 1;
+            __atomic_add_fetch(&pc->senders, 1, __ATOMIC_RELEASE);
+        }
     }
     pthread_mutex_unlock(&p->lock);
     if (!conn)
@@ -1016,22 +1124,46 @@ static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h
 {
     pool *p = st->engine;
     sreg *r = st->impl;
+    int64_t until = 0;
     int rc = LVRPC_OK;
 
     pthread_mutex_lock(&p->lock);
     free(r->cur);
     r->cur = NULL;
-    while (!r->head && !r->dead && !p->closing && rc == LVRPC_OK)
+    r->batch = st->bulk;
+    while (!r->dead && !p->closing && rc == LVRPC_OK) {
+        if (r->head && (!r->batch || r->urgent || r->draining || r->bytes >= STREAM_BATCH)) {
+            r->draining = 1;
+            break;
+        }
+        if (r->head) { /* a bulk consumer: less than a batch, wait a little */
+            int64_t dl;
+            if (!until)
+                until = lvrpci_deadline_after_ms(STREAM_BATCH_WAIT_MS);
+            dl = deadline && deadline < until ? deadline : until;
+            if (wait_until(&r->ready, &p->lock, dl) == ETIMEDOUT) {
+                r->draining = 1; /* deliver what there is */
+                break;
+            }
+            continue;
+        }
         if (wait_until(&r->ready, &p->lock, deadline) == ETIMEDOUT && !r->head)
             rc = lvrpci_fail(LVRPC_ETIMEDOUT, 0, "timed out waiting for stream data");
+    }
     if (r->head) {
         qpkt *q = r->head;
         r->head = q->next;
-        if (!r->head)
+        if (!r->head) {
             r->tail = NULL;
-        if (r->bytes >= LVRPC_STREAM_QUEUE_MAX && r->bytes - q->len < LVRPC_STREAM_QUEUE_MAX)
-            pthread_cond_broadcast(&r->room);
+            r->urgent = 0;
+            r->draining = 0;
+        }
         r->bytes -= q->len;
+        /* The reader waits at the maximum and goes on at half of it: one
+         * wake-up per half queue, not one per packet (each costs a futex
+         * round trip on both sides). */
+        if (r->waiting && r->bytes <= LVRPC_STREAM_QUEUE_MAX / 2)
+            pthread_cond_broadcast(&r->room);
         r->cur = q;
         *h = q->h;
         *body = q->body;
@@ -1096,6 +1228,7 @@ static void pool_stop(void *engine)
             kill_stream(pc->streams, &e);
         if (pc->conn)
             pc->conn->t->ops->shutdown(pc->conn->t);
+        pthread_cond_broadcast(&pc->wwake);
     }
     while (p->qhead) {
         waiter *w = p->qhead;
@@ -1112,6 +1245,9 @@ static void pool_stop(void *engine)
     for (unsigned i = 0; i < p->nconns; i++)
         if (p->conns[i].reader_started)
             pthread_join(p->conns[i].reader, NULL);
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].writer_started)
+            pthread_join(p->conns[i].writer, NULL);
 
     /* Callers leave without taking the lock (their last act is the
      * decrement), so close polls; they are all awake by now. */
@@ -1124,8 +1260,10 @@ static void pool_stop(void *engine)
         if (!pc->reader_started) /* opened, but start failed before its reader ran */
             lvrpci_conn_free(pc->conn);
         free(pc->table);
+        lvrpci_buf_clear(&pc->deferred);
         pthread_mutex_destroy(&pc->wlock);
         pthread_cond_destroy(&pc->writers_gone);
+        pthread_cond_destroy(&pc->wwake);
     }
     free(p->conns);
     pthread_cond_destroy(&p->wake);
@@ -1145,6 +1283,7 @@ static int pconn_init(pool *p, pconn *pc, unsigned index)
     pc->mask = size - 1;
     pthread_mutex_init(&pc->wlock, NULL);
     pthread_cond_init(&pc->writers_gone, NULL);
+    pthread_cond_init(&pc->wwake, NULL);
     pc->table = calloc(size, sizeof(*pc->table));
     if (!pc->table)
         return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");

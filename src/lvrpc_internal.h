@@ -266,6 +266,8 @@ struct lvrpc_stream {
     uint32_t prog, vers, serial;
     int32_t proc;
     unsigned flags;             /* LVRPC_STREAM_* */
+    int bulk;                   /* an fd pump receives: the consumer wants data
+                                 * in batches (Shared wakes it per batch) */
     int state;
     int rx_end;                 /* the daemon's end of data was received */
     const unsigned char *rx;    /* data packet being handed out */

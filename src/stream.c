@@ -251,17 +251,15 @@ static int next_item(lvrpc_stream *st, int64_t *hole)
                        h.type, h.status);
 }
 
-int lvrpc_stream_recv(lvrpc_stream *st, void *buf, size_t cap, size_t *got, int64_t *hole)
+/* What lvrpc_stream_recv does, without the copy: *p points at up to max
+ * bytes of the packet being handed out, valid until the next receive on the
+ * stream (the fd pump writes from there directly). */
+static int recv_ref(lvrpc_stream *st, size_t max, const unsigned char **p, size_t *got,
+                    int64_t *hole)
 {
     int64_t h = 0;
     int rc;
 
-    if (got)
-        *got = 0;
-    if (hole)
-        *hole = 0;
-    if (!st || !got || (!buf && cap))
-        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_stream_recv: NULL argument");
     while (st->rx_off >= st->rx_len) {
         if (st->rx_end)
             return LVRPC_OK; /* the end: *got 0, *hole 0 */
@@ -279,13 +277,30 @@ int lvrpc_stream_recv(lvrpc_stream *st, void *buf, size_t cap, size_t *got, int6
     }
     {
         size_t n = st->rx_len - st->rx_off;
-        if (n > cap)
-            n = cap;
-        memcpy(buf, st->rx + st->rx_off, n);
+        if (n > max)
+            n = max;
+        *p = st->rx + st->rx_off;
         st->rx_off += n;
         *got = n;
     }
     return LVRPC_OK;
+}
+
+int lvrpc_stream_recv(lvrpc_stream *st, void *buf, size_t cap, size_t *got, int64_t *hole)
+{
+    const unsigned char *p = NULL;
+    int rc;
+
+    if (got)
+        *got = 0;
+    if (hole)
+        *hole = 0;
+    if (!st || !got || (!buf && cap))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_stream_recv: NULL argument");
+    rc = recv_ref(st, cap, &p, got, hole);
+    if (rc == LVRPC_OK && *got)
+        memcpy(buf, p, *got);
+    return rc;
 }
 
 /* Reads until the daemon's final OK (or error), dropping data still in
@@ -471,21 +486,21 @@ static int write_all_fd(int fd, const unsigned char *p, size_t len)
 int lvrpc_stream_recv_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
                          void *opaque)
 {
-    unsigned char *buf;
     uint64_t done = 0;
     int rc = check_open(st), seeked = 0;
 
     if (rc != LVRPC_OK)
         return rc;
-    if (!(buf = malloc(PUMP_CHUNK)))
-        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    st->bulk = 1;
     for (;;) {
+        const unsigned char *data = NULL;
         size_t got = 0;
         int64_t hole = 0;
-        if ((rc = lvrpc_stream_recv(st, buf, PUMP_CHUNK, &got, &hole)) != LVRPC_OK)
+        /* straight from the received packet to the file: no copy between */
+        if ((rc = recv_ref(st, SIZE_MAX, &data, &got, &hole)) != LVRPC_OK)
             break;
         if (got) {
-            rc = write_all_fd(fd, buf, got);
+            rc = write_all_fd(fd, data, got);
             done += got;
             seeked = 0;
         } else if (hole) {
@@ -508,7 +523,7 @@ int lvrpc_stream_recv_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progres
         if (end < 0 || ftruncate(fd, end) < 0)
             rc = lvrpci_fail(LVRPC_ESYS, errno, "extending the local file: %s", strerror(errno));
     }
-    free(buf);
+    st->bulk = 0;
     if (rc == LVRPC_OK)
         rc = lvrpc_stream_finish(st);
     else if (st->state != LVRPCI_ST_CLOSED) {

@@ -801,7 +801,8 @@ static void stream_packet(fake_conn *c, const fk_stream *st, int32_t type, int32
     size_t at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, st->proc, type, st->serial,
                              status, oom);
 
-    put_bytes(&c->out, data, len, oom);
+    if (len > 0) /* an end or a status has no body (and data may be NULL) */
+        put_bytes(&c->out, data, len, oom);
     end_packet(&c->out, at, *oom);
 }
 

@@ -13,7 +13,8 @@ case $kind in
            test_faults:tests/test_faults.c,tests/fakeserver.c
            test_integration:tests/test_integration.c
            test_events:tests/test_events.c
-           test_tls:tests/test_tls.c"
+           test_tls:tests/test_tls.c
+           test_streams:tests/test_streams.c,tests/fakeserver.c"
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66 suppressions=$(cd "$SAN_SRCDIR" && pwd)/tests/tsan.supp"
     export LVRPCT_SCALE=10 LVRPC_TEST_SLACK_MS=2000 ;;
   address)
@@ -24,7 +25,8 @@ case $kind in
            test_events:tests/test_events.c
            test_shared:tests/test_shared.c,tests/fakeserver.c
            test_faults:tests/test_faults.c,tests/fakeserver.c
-           test_tls:tests/test_tls.c"
+           test_tls:tests/test_tls.c
+           test_streams:tests/test_streams.c,tests/fakeserver.c"
     export ASAN_OPTIONS="detect_leaks=1 exitcode=66" UBSAN_OPTIONS="print_stacktrace=1"
     export LVRPCT_SCALE=4 LVRPC_TEST_SLACK_MS=1000 ;;
   *) echo "unknown sanitizer $kind" >&2; exit 2 ;;
