@@ -80,7 +80,7 @@ static void usage(void)
            "\n"
            "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        printf("  %-10s %s\n", commands[i].name, commands[i].usage);
+        printf("  %-13s %s\n", commands[i].name, commands[i].usage);
 }
 
 static const cli_command *find_command(const char *name)
