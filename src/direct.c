@@ -160,30 +160,48 @@ static void give_back(direct *d, lvrpci_conn *c, int rc)
     }
 }
 
+/* Enters the engine (counted in active) with a socket of its own: an idle
+ * one, or a new one when none is idle.  *c is NULL on failure. */
+static int enter_with_socket(direct *d, int64_t deadline, lvrpci_conn **c)
+{
+    int rc;
+
+    *c = NULL;
+    pthread_mutex_lock(&d->lock);
+    d->active++;
+    rc = take_socket(d, deadline, c);
+    pthread_mutex_unlock(&d->lock);
+    if (rc == LVRPC_OK && !*c)
+        rc = open_socket(d, deadline, c);
+    return rc;
+}
+
+/* Leaves the engine, counting the call. */
+static void leave(direct *d, int rc, int stream_opened)
+{
+    pthread_mutex_lock(&d->lock);
+    d->calls++;
+    d->errors += rc != LVRPC_OK;
+    d->streams += stream_opened;
+    d->active--;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+}
+
 static int direct_call(void *engine, lvrpci_call *call, int64_t deadline)
 {
     direct *d = engine;
     lvrpci_conn *c = NULL;
     int rc;
 
-    pthread_mutex_lock(&d->lock);
-    d->active++;
-    rc = take_socket(d, deadline, &c);
-    pthread_mutex_unlock(&d->lock);
-    if (rc == LVRPC_OK && !c)
-        rc = open_socket(d, deadline, &c);
+    rc = enter_with_socket(d, deadline, &c);
     if (rc == LVRPC_OK) {
         rc = lvrpci_conn_call(c, call, deadline);
         if (rc != LVRPC_OK && rc != LVRPC_EREMOTE && __atomic_load_n(&d->closing, __ATOMIC_ACQUIRE))
             rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed during the call");
         give_back(d, c, rc);
     }
-    pthread_mutex_lock(&d->lock);
-    d->calls++;
-    d->errors += rc != LVRPC_OK;
-    d->active--;
-    pthread_cond_broadcast(&d->changed);
-    pthread_mutex_unlock(&d->lock);
+    leave(d, rc, 0);
     return rc;
 }
 
@@ -197,12 +215,7 @@ static int direct_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
     lvrpci_conn *c = NULL;
     int rc;
 
-    pthread_mutex_lock(&d->lock);
-    d->active++;
-    rc = take_socket(d, deadline, &c);
-    pthread_mutex_unlock(&d->lock);
-    if (rc == LVRPC_OK && !c)
-        rc = open_socket(d, deadline, &c);
+    rc = enter_with_socket(d, deadline, &c);
     if (rc == LVRPC_OK) {
         st->serial = c->next_serial; /* the serial lvrpci_conn_call will use */
         rc = lvrpci_conn_call(c, call, deadline);
@@ -211,13 +224,7 @@ static int direct_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
         else
             st->impl = c;
     }
-    pthread_mutex_lock(&d->lock);
-    d->calls++;
-    d->errors += rc != LVRPC_OK;
-    d->streams += rc == LVRPC_OK;
-    d->active--;
-    pthread_cond_broadcast(&d->changed);
-    pthread_mutex_unlock(&d->lock);
+    leave(d, rc, rc == LVRPC_OK);
     return rc;
 }
 
