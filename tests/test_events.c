@@ -57,6 +57,24 @@ static void seen_add(seen *s, const char *name, int type)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* How many events were seen (under the lock: the dispatch thread adds). */
+static int seen_count(seen *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->n;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void seen_reset(seen *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->n = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Waits until n events were seen (or 5 s), returns how many there are. */
 static int seen_wait(seen *s, int n)
 {
@@ -192,17 +210,17 @@ static void test_lifecycle_in_order(void)
     domain_cycle(c, name);
     LVRPCT_ASSERT_INT(seen_wait(&s, 6), 6);
     usleep(200000); /* nothing more may come */
-    LVRPCT_ASSERT_INT(s.n, 6);
-    for (int i = 0; i < 6 && i < s.n; i++) {
+    LVRPCT_ASSERT_INT(seen_count(&s), 6);
+    for (int i = 0, n = seen_count(&s); i < 6 && i < n; i++) {
         LVRPCT_ASSERT_STR(s.names[i], name);
         LVRPCT_ASSERT_INT(s.types[i], want[i]);
     }
     LVRPCT_ASSERT_OK(lvrpc_event_deregister(c, id));
     /* no delivery after deregistration */
-    s.n = 0;
+    seen_reset(&s);
     domain_cycle(c, name);
     usleep(300000);
-    LVRPCT_ASSERT_INT(s.n, 0);
+    LVRPCT_ASSERT_INT(seen_count(&s), 0);
     lvrpc_close(c);
 }
 
@@ -226,7 +244,7 @@ static void test_filter_one_domain(void)
     }
     LVRPCT_ASSERT_INT(seen_wait(&s, 1), 1);
     usleep(200000);
-    LVRPCT_ASSERT_INT(s.n, 1);
+    LVRPCT_ASSERT_INT(seen_count(&s), 1);
     LVRPCT_ASSERT_STR(s.names[0], "ev-mine");
     LVRPCT_ASSERT_INT(s.types[0], 1); /* UNDEFINED */
     free(mine.name);
@@ -247,7 +265,7 @@ static void test_deregister_from_callback(void)
                                           &s.self_id));
     domain_cycle(c, "ev-self");
     usleep(400000);
-    LVRPCT_ASSERT_INT(s.n, 1); /* the first event only */
+    LVRPCT_ASSERT_INT(seen_count(&s), 1); /* the first event only */
     lvrpc_close(c);
 }
 
@@ -277,7 +295,7 @@ static void test_network_events(void)
     }
     lvrpc_reply_free(dr);
     LVRPCT_ASSERT_INT(seen_wait(&s, 4), 4);
-    for (int i = 0; i < 4 && i < s.n; i++) {
+    for (int i = 0, n = seen_count(&s); i < 4 && i < n; i++) {
         LVRPCT_ASSERT_STR(s.names[i], "evnet");
         LVRPCT_ASSERT_INT(s.types[i], want[i]);
     }
@@ -310,7 +328,7 @@ static void test_pool_events(void)
     }
     lvrpc_reply_free(dr);
     LVRPCT_ASSERT_INT(seen_wait(&s, 4), 4);
-    for (int i = 0; i < 4 && i < s.n; i++) {
+    for (int i = 0, n = seen_count(&s); i < 4 && i < n; i++) {
         LVRPCT_ASSERT_STR(s.names[i], "evpool");
         LVRPCT_ASSERT_INT(s.types[i], want[i]);
     }
