@@ -391,19 +391,48 @@ static int place(pool *p, waiter *w, pconn **out)
     return LVRPC_OK;
 }
 
+/* Every write to a pooled socket: one whole packet, or a batch of whole
+ * packets, under the connection's write lock so that packets never
+ * interleave.  On failure part of it may be out, so the socket is shut down
+ * and the reader turns that into the connection's death. */
+static int locked_write(pconn *pc, lvrpci_conn *conn, const struct iovec *iov, int n,
+                        int64_t deadline)
+{
+    int rc;
+
+    pthread_mutex_lock(&pc->wlock);
+    rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
+    pthread_mutex_unlock(&pc->wlock);
+    if (rc != LVRPC_OK)
+        conn->t->ops->shutdown(conn->t);
+    return rc;
+}
+
+static int locked_write_buf(pconn *pc, lvrpci_conn *conn, const void *data, size_t len,
+                            int64_t deadline)
+{
+    struct iovec iov = {(void *)data, len};
+
+    return locked_write(pc, conn, &iov, 1, deadline);
+}
+
+/* The deadline of writes no caller's call bounds (the reader's, queued
+ * calls, keepalive): the call timeout. */
+static int64_t write_deadline(pool *p)
+{
+    return lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms);
+}
+
 /* Writes a call the caller placed itself.  No pool lock held; pc->conn
  * cannot be freed while pc->writers counts us. */
 static void send_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t deadline)
 {
     int rc;
 
-    pthread_mutex_lock(&pc->wlock);
-    rc = conn->t->ops->write_all(conn->t, w->pkt.data, w->pkt.len, deadline);
-    pthread_mutex_unlock(&pc->wlock);
-    if (rc != LVRPC_OK) {
+    rc = locked_write_buf(pc, conn, w->pkt.data, w->pkt.len, deadline);
+    if (rc != LVRPC_OK) { /* take the call back unless the reader failed it */
         lvrpc_error e = *lvrpci_error();
-        conn->t->ops->shutdown(conn->t); /* part of a packet may be out: the */
-        pthread_mutex_lock(&p->lock);    /* stream is unusable; the reader fails it */
+        pthread_mutex_lock(&p->lock);
         if (WSTATE(w) == W_PENDING) {
             drop_pending(pc, w);
             finish(w, rc, &e);
@@ -468,12 +497,7 @@ static void send_for_queue(pool *p, pconn *pc)
     }
     pthread_mutex_unlock(&p->lock);
     if (conn) {
-        pthread_mutex_lock(&pc->wlock);
-        rc = conn->t->ops->write_all(conn->t, out.data, out.len,
-                                     lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
-        pthread_mutex_unlock(&pc->wlock);
-        if (rc != LVRPC_OK)
-            conn->t->ops->shutdown(conn->t);
+        locked_write_buf(pc, conn, out.data, out.len, write_deadline(p));
         writer_done(p, pc);
     }
     lvrpci_buf_clear(&out);
@@ -745,7 +769,6 @@ static void *writer_main(void *arg)
     while (!p->closing) {
         lvrpci_buf b = pc->deferred;
         lvrpci_conn *conn = pc->conn;
-        int rc;
         if (!b.len) {
             pthread_cond_wait(&pc->wwake, &p->lock);
             continue;
@@ -757,12 +780,8 @@ static void *writer_main(void *arg)
         }
         __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
         pthread_mutex_unlock(&p->lock);
-        pthread_mutex_lock(&pc->wlock);
-        rc = conn->t->ops->write_all(conn->t, b.data, b.len,
-                                     lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
-        pthread_mutex_unlock(&pc->wlock);
-        if (rc != LVRPC_OK) /* the reader notices and fails the connection */
-            conn->t->ops->shutdown(conn->t);
+        locked_write_buf(pc, conn, b.data, b.len, write_deadline(p)); /* failure: the
+                                                                      * reader fails it */
         lvrpci_buf_clear(&b);
         writer_done(p, pc);
         pthread_mutex_lock(&p->lock);
@@ -796,11 +815,7 @@ static int reader_write(pconn *pc, lvrpci_conn *conn, const void *data, size_t l
         pthread_mutex_unlock(&p->lock);
         return rc;
     }
-    pthread_mutex_lock(&pc->wlock);
-    rc = conn->t->ops->write_all(conn->t, data, len,
-                                 lvrpci_deadline_after_ms(p->client->opts.call_timeout_ms));
-    pthread_mutex_unlock(&pc->wlock);
-    return rc;
+    return locked_write_buf(pc, conn, data, len, write_deadline(p));
 }
 
 static int send_keepalive(pconn *pc, lvrpci_conn *conn, int proc)
@@ -1096,25 +1111,7 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         return rc;
     /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
      * them on the shared socket. */
-    pthread_mutex_lock(&pc->wlock);
-    if (conn->t->ops->writev_all) {
-        rc = conn->t->ops->writev_all(conn->t, iov, n, deadline);
-    } else {
-        lvrpci_buf b = {0};
-        for (int i = 0; i < n && rc == LVRPC_OK; i++) {
-            rc = lvrpci_buf_reserve(&b, b.len + iov[i].iov_len);
-            if (rc == LVRPC_OK) {
-                memcpy(b.data + b.len, iov[i].iov_base, iov[i].iov_len);
-                b.len += iov[i].iov_len;
-            }
-        }
-        if (rc == LVRPC_OK)
-            rc = conn->t->ops->write_all(conn->t, b.data, b.len, deadline);
-        lvrpci_buf_clear(&b);
-    }
-    pthread_mutex_unlock(&pc->wlock);
-    if (rc != LVRPC_OK)
-        conn->t->ops->shutdown(conn->t);
+    rc = locked_write(pc, conn, iov, n, deadline);
     writer_done(p, pc);
     return rc;
 }

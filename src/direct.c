@@ -232,22 +232,8 @@ static int direct_stream_send(lvrpc_stream *st, const struct iovec *iov, int n,
                               int64_t deadline)
 {
     lvrpci_conn *c = st->impl;
-    lvrpci_buf b = {0};
-    int rc;
 
-    if (c->t->ops->writev_all)
-        return c->t->ops->writev_all(c->t, iov, n, deadline);
-    for (int i = 0; i < n; i++) { /* a transport without writev: one buffer */
-        if ((rc = lvrpci_buf_reserve(&b, b.len + iov[i].iov_len)) != LVRPC_OK) {
-            lvrpci_buf_clear(&b);
-            return rc;
-        }
-        memcpy(b.data + b.len, iov[i].iov_base, iov[i].iov_len);
-        b.len += iov[i].iov_len;
-    }
-    rc = c->t->ops->write_all(c->t, b.data, b.len, deadline);
-    lvrpci_buf_clear(&b);
-    return rc;
+    return lvrpci_transport_writev(c->t, iov, n, deadline);
 }
 
 static int direct_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,

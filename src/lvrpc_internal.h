@@ -182,6 +182,10 @@ int lvrpci_tls_connect(const lvrpci_target *tg, int64_t deadline,
 int lvrpci_tls_setup(lvrpci_target *tg, const lvrpc_tls_options *o);
 /* Frees tg->tls (NULL-safe); called by lvrpci_target_clear(). */
 void lvrpci_tls_release(lvrpci_target *tg);
+/* Writes iov[0..n) as one packet: with the transport's writev_all, or by
+ * copying into one buffer for write_all when it has none (TLS). */
+int lvrpci_transport_writev(lvrpci_transport *t, const struct iovec *iov, int n,
+                            int64_t deadline);
 /* Shared helpers for socket-based transports. */
 int lvrpci_sock_set_timeout(lvrpci_transport *t, int which, int64_t deadline);
 int lvrpci_sock_open_fd(const lvrpci_target *tg, int64_t deadline, int *fd_out);

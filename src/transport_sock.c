@@ -263,6 +263,27 @@ static int open_tcp(const lvrpci_target *tg, int64_t deadline, int *out)
                        tg->host, tg->port, strerror(err));
 }
 
+int lvrpci_transport_writev(lvrpci_transport *t, const struct iovec *iov, int n,
+                            int64_t deadline)
+{
+    lvrpci_buf b = {0};
+    int rc = LVRPC_OK;
+
+    if (t->ops->writev_all)
+        return t->ops->writev_all(t, iov, n, deadline);
+    for (int i = 0; i < n && rc == LVRPC_OK; i++) {
+        rc = lvrpci_buf_reserve(&b, b.len + iov[i].iov_len);
+        if (rc == LVRPC_OK) {
+            memcpy(b.data + b.len, iov[i].iov_base, iov[i].iov_len);
+            b.len += iov[i].iov_len;
+        }
+    }
+    if (rc == LVRPC_OK)
+        rc = t->ops->write_all(t, b.data, b.len, deadline);
+    lvrpci_buf_clear(&b);
+    return rc;
+}
+
 int lvrpci_sock_open_fd(const lvrpci_target *tg, int64_t deadline, int *fd_out)
 {
     return tg->kind == LVRPCI_UNIX ? open_unix(tg, deadline, fd_out)
