@@ -109,6 +109,15 @@ static int run_script(const char *script, const char *dir, const char *out_path,
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int lvrpct_run_test_script(const char *name, const char *dir, const char *out_path)
+{
+    char path[PATH_MAX], watch[64];
+
+    snprintf(path, sizeof(path), "%s/%s", lvrpct_tests_dir(), name);
+    snprintf(watch, sizeof(watch), "WATCH_PID=%ld", (long)getpid());
+    return run_script(path, dir, out_path, watch);
+}
+
 static int read_env_file(lvrpct_daemon *d)
 {
     char path[PATH_MAX], line[1024];
@@ -159,7 +168,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-static void remove_tree(const char *dir)
+void lvrpct_remove_tree(const char *dir)
 {
     if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
         fprintf(stderr, "warning: could not remove %s: %s\n", dir, strerror(errno));
@@ -266,7 +275,7 @@ void lvrpct_daemon_stop(lvrpct_daemon *d)
     if (getenv("LVRPCT_KEEP"))
         fprintf(stderr, "LVRPCT_KEEP: keeping %s\n", d->dir);
     else
-        remove_tree(d->dir);
+        lvrpct_remove_tree(d->dir);
     memset(d, 0, sizeof(*d));
 }
 

@@ -59,6 +59,14 @@ int lvrpct_daemon_start(lvrpct_daemon *d);
  * environment.  Safe on a daemon that was never started or already stopped. */
 void lvrpct_daemon_stop(lvrpct_daemon *d);
 
+/* Runs `bash NAME DIR`, NAME a script in lvrpct_tests_dir(), with stdout to
+ * out_path (or /dev/null) and WATCH_PID set to this process, so that a daemon
+ * it starts stops if this test dies.  Returns its exit status, or -1. */
+int lvrpct_run_test_script(const char *name, const char *dir, const char *out_path);
+
+/* Removes dir and everything below it (a warning on stderr if it cannot). */
+void lvrpct_remove_tree(const char *dir);
+
 /* Prints the last lines of the daemon's log to stderr (for failures). */
 void lvrpct_daemon_dump_log(const lvrpct_daemon *d, int lines);
 

@@ -2066,55 +2066,6 @@ static struct {
     char uri[320], pool[64], pool_dir[256];
 } sd;
 
-/* Runs `bash tests/SCRIPT DIR` with stdout to out (or /dev/null) and
- * WATCH_PID set; returns its exit status or -1. */
-static int run_script(const char *script, const char *dir, const char *out)
-{
-    extern char **environ;
-    char path[PATH_MAX], watch[64];
-    char *argv[] = {"bash", path, (char *)dir, NULL};
-    posix_spawn_file_actions_t fa;
-    char **envp;
-    size_t n = 0;
-    pid_t pid;
-    int status, err;
-
-    snprintf(path, sizeof(path), "%s/%s", lvrpct_tests_dir(), script);
-    snprintf(watch, sizeof(watch), "WATCH_PID=%ld", (long)getpid());
-    while (environ[n])
-        n++;
-    if (!(envp = calloc(n + 2, sizeof(*envp))))
-        return -1;
-    memcpy(envp, environ, n * sizeof(*envp));
-    envp[n] = watch;
-    fflush(stdout);
-    fflush(stderr);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out ? out : "/dev/null",
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    err = posix_spawnp(&pid, "bash", &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    free(envp);
-    if (err) {
-        fprintf(stderr, "cannot run bash %s: %s\n", path, strerror(err));
-        return -1;
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 static int storage_suite_cleanup(void)
 {
@@ -2122,12 +2073,12 @@ static int storage_suite_cleanup(void)
     c = NULL;
     if (!sd.dir[0])
         return 0;
-    if (sd.pid > 0 && run_script("libvirtd-down.sh", sd.dir, NULL) != 0)
+    if (sd.pid > 0 && lvrpct_run_test_script("libvirtd-down.sh", sd.dir, NULL) != 0)
         fprintf(stderr, "warning: libvirtd-down.sh %s failed\n", sd.dir);
     if (getenv("LVRPCT_KEEP"))
         fprintf(stderr, "LVRPCT_KEEP: keeping %s\n", sd.dir);
     else
-        nftw(sd.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        lvrpct_remove_tree(sd.dir);
     memset(&sd, 0, sizeof(sd));
     return 0;
 }
@@ -2150,7 +2101,7 @@ static int storage_suite_init(void)
     }
     chmod(sd.dir, 0755); /* the daemon may run as another user */
     snprintf(out, sizeof(out), "%s/up.out", sd.dir);
-    rc = run_script("libvirtd-storage-up.sh", sd.dir, out);
+    rc = lvrpct_run_test_script("libvirtd-storage-up.sh", sd.dir, out);
     if (rc != 0) {
         lvrpct_hard_error("libvirtd-storage-up.sh %s failed (exit status %d)", sd.dir, rc);
         storage_suite_cleanup();

@@ -226,13 +226,6 @@ static long rss_kib(void)
     return kb;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 /* ------------------------------------------------------------ storage daemon */
 
 /* A private storage libvirtd (tests/libvirtd-storage-up.sh).  The harness's
@@ -247,55 +240,17 @@ typedef struct storage_daemon {
 static storage_daemon sd;
 static char work_dir[160]; /* local files of the storage tests */
 
-/* Runs `bash tests/SCRIPT DIR` with stdout to out (or /dev/null) and
- * WATCH_PID set; returns its exit status or -1. */
-static int run_script(const char *script, const char *dir, const char *out)
-{
-    extern char **environ;
-    char path[PATH_MAX], watch[64];
-    char *argv[] = {"bash", path, (char *)dir, NULL};
-    posix_spawn_file_actions_t fa;
-    char **envp;
-    size_t n = 0;
-    pid_t pid;
-    int status, err;
-
-    snprintf(path, sizeof(path), "%s/%s", lvrpct_tests_dir(), script);
-    snprintf(watch, sizeof(watch), "WATCH_PID=%ld", (long)getpid());
-    while (environ[n])
-        n++;
-    if (!(envp = calloc(n + 2, sizeof(*envp))))
-        return -1;
-    memcpy(envp, environ, n * sizeof(*envp));
-    envp[n] = watch;
-    fflush(stdout);
-    fflush(stderr);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out ? out : "/dev/null",
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    err = posix_spawnp(&pid, "bash", &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    free(envp);
-    if (err) {
-        fprintf(stderr, "cannot run bash %s: %s\n", path, strerror(err));
-        return -1;
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 static void storage_stop(storage_daemon *d)
 {
     if (!d->dir[0])
         return;
-    if (d->pid > 0 && run_script("libvirtd-down.sh", d->dir, NULL) != 0)
+    if (d->pid > 0 && lvrpct_run_test_script("libvirtd-down.sh", d->dir, NULL) != 0)
         fprintf(stderr, "warning: libvirtd-down.sh %s failed\n", d->dir);
     if (getenv("LVRPCT_KEEP"))
         fprintf(stderr, "LVRPCT_KEEP: keeping %s\n", d->dir);
     else
-        nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        lvrpct_remove_tree(d->dir);
     memset(d, 0, sizeof(*d));
 }
 
@@ -317,7 +272,7 @@ static int storage_start(storage_daemon *d)
     }
     chmod(d->dir, 0755); /* the daemon may run as another user */
     snprintf(out, sizeof(out), "%s/up.out", d->dir);
-    rc = run_script("libvirtd-storage-up.sh", d->dir, out);
+    rc = lvrpct_run_test_script("libvirtd-storage-up.sh", d->dir, out);
     if (rc != 0) {
         lvrpct_hard_error("libvirtd-storage-up.sh %s failed (exit status %d)", d->dir, rc);
         storage_stop(d);
