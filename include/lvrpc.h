@@ -257,6 +257,24 @@ LVRPC_API int lvrpc_call(lvrpc_client *c, unsigned prog, unsigned vers,
                          int proc, xdrproc_t xdr_args, const void *args,
                          xdrproc_t xdr_ret, size_t ret_size, void **ret);
 
+/* lvrpc_call() with file descriptors, for the procedures flagged
+ * LVRPC_PROCF_FDS_IN / LVRPC_PROCF_FDS_OUT in the procedure table.  They
+ * travel only over UNIX sockets: giving fds on a TCP or TLS handle fails
+ * with LVRPC_ENOTSUP before anything is sent.
+ *   fds[0..nfds), at most 32, are passed with the call (nfds 0: none).
+ *     They remain the caller's: the daemon receives duplicates, so the
+ *     caller may close them as soon as the call returns.
+ *   If rfds is not NULL, on success *rfds is a new array of the *nrfds
+ *     descriptors that came with the reply (close-on-exec set; NULL and 0
+ *     when none came): the caller closes each one and frees the array
+ *     with free().  With rfds NULL they are closed.  On failure *rfds is
+ *     NULL and *nrfds 0, and no descriptor is left open.
+ * Everything else is as for lvrpc_call(). */
+LVRPC_API int lvrpc_call_fds(lvrpc_client *c, unsigned prog, unsigned vers, int proc,
+                             xdrproc_t xdr_args, const void *args, const int *fds,
+                             unsigned nfds, xdrproc_t xdr_ret, size_t ret_size, void **ret,
+                             int **rfds, unsigned *nrfds);
+
 /* Frees a reply returned by lvrpc_call() or by a typed call, with every
  * string, array and optional part it holds.  NULL is allowed. */
 LVRPC_API void lvrpc_reply_free(void *ret);

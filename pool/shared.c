@@ -75,6 +75,16 @@
  * to pc->deferred and the connection's writer thread, started the first
  * time it is needed, writes them.
  *
+ * Descriptors.  A call that passes file descriptors (CALL_WITH_FDS, UNIX
+ * sockets only) is never queued: it is placed at once on the UP connection
+ * with the fewest calls in flight, even one at max_inflight (libvirtd then
+ * merely reads it later), and its own thread writes the packet and then
+ * the descriptors under one hold of pc->wlock, so that nothing comes
+ * between them and no other thread needs the caller's descriptors.  The
+ * reader takes a REPLY_WITH_FDS's descriptors with the packet (the conn
+ * layer reads the dummy bytes that carry them) and claims them with the
+ * reply; they become the call's after decoding, or are closed.
+ *
  * Events.  Event messages of connection 0 are copied by route_message()
  * into the events engine's queue (src/events.c), whose dispatch thread runs
  * the callbacks: none ever runs on a reader thread.  The reader of
@@ -278,6 +288,19 @@ static pconn *pick(pool *p)
     return best;
 }
 
+/* The UP connection with the fewest calls in flight, room or not. */
+static pconn *pick_any_up(pool *p)
+{
+    pconn *best = NULL;
+
+    for (unsigned i = 0; i < p->nconns; i++) {
+        pconn *pc = &p->conns[i];
+        if (pc->up && (!best || pc->inflight < best->inflight))
+            best = pc;
+    }
+    return best;
+}
+
 static int any_up(pool *p)
 {
     for (unsigned i = 0; i < p->nconns; i++)
@@ -368,6 +391,16 @@ static int place(pool *p, waiter *w, pconn **out)
     *out = NULL;
     if (p->closing)
         return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
+    if (w->call->nfds) { /* rare calls: past the queue, so that only their
+                          * own thread writes them (see "Descriptors") */
+        if (!(pc = pick_any_up(p)))
+            return lvrpci_fail(LVRPC_ECLOSED, 0, "no connection to the daemon is up: %s",
+                               p->conns[0].cause.message);
+        make_pending(pc, w);
+        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
+        *out = pc;
+        return LVRPC_OK;
+    }
     if (w->pin) { /* rare calls (event registrations): past the queue */
         if (!w->pin->up)
             return lvrpci_fail(LVRPC_ECLOSED, 0, "the event connection is down: %s",
@@ -396,12 +429,14 @@ static int place(pool *p, waiter *w, pconn **out)
  * interleave.  On failure part of it may be out, so the socket is shut down
  * and the reader turns that into the connection's death. */
 static int locked_write(pconn *pc, lvrpci_conn *conn, const struct iovec *iov, int n,
-                        int64_t deadline)
+                        const lvrpci_call *fds_of, int64_t deadline)
 {
     int rc;
 
     pthread_mutex_lock(&pc->wlock);
     rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
+    if (rc == LVRPC_OK && fds_of) /* a CALL_WITH_FDS: its descriptors follow it */
+        rc = lvrpci_conn_send_fds(conn, fds_of, deadline);
     pthread_mutex_unlock(&pc->wlock);
     if (rc != LVRPC_OK)
         conn->t->ops->shutdown(conn->t);
@@ -413,7 +448,7 @@ static int locked_write_buf(pconn *pc, lvrpci_conn *conn, const void *data, size
 {
     struct iovec iov = {(void *)data, len};
 
-    return locked_write(pc, conn, &iov, 1, deadline);
+    return locked_write(pc, conn, &iov, 1, NULL, deadline);
 }
 
 /* The deadline of writes no caller's call bounds (the reader's, queued
@@ -427,9 +462,10 @@ static int64_t write_deadline(pool *p)
  * cannot be freed while pc->writers counts us. */
 static void send_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t deadline)
 {
+    struct iovec iov = {w->pkt.data, w->pkt.len};
     int rc;
 
-    rc = locked_write_buf(pc, conn, w->pkt.data, w->pkt.len, deadline);
+    rc = locked_write(pc, conn, &iov, 1, w->call->nfds ? w->call : NULL, deadline);
     if (rc != LVRPC_OK) { /* take the call back unless the reader failed it */
         lvrpc_error e = *lvrpci_error();
         pthread_mutex_lock(&p->lock);
@@ -563,7 +599,6 @@ int lvrpci_pool_call_on(void *engine, unsigned conn, lvrpci_call *call, int64_t 
 
 static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg, pconn *pin)
 {
-    lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, 0, LVRPC_STATUS_OK};
     waiter w;
     pconn *pc = NULL;
     lvrpci_conn *conn = NULL;
@@ -574,9 +609,13 @@ static int pool_call_reg(pool *p, lvrpci_call *call, int64_t deadline, sreg *reg
     w.reg = reg;
     w.pin = pin;
     /* Encoded before any lock is taken; the serial is patched in later. */
-    rc = lvrpci_encode_packet(&w.pkt, &h, call->xdr_args, call->args);
-    if (rc != LVRPC_OK)
+    rc = lvrpci_check_call_fds(call, p->client->target.kind == LVRPCI_UNIX);
+    if (rc == LVRPC_OK)
+        rc = lvrpci_encode_call(&w.pkt, call, 0);
+    if (rc != LVRPC_OK) {
+        lvrpci_buf_clear(&w.pkt);
         return rc;
+    }
     sem_init(&w.done, 0, 0);
     pthread_mutex_lock(&p->lock);
     __atomic_add_fetch(&p->callers, 1, __ATOMIC_ACQ_REL);
@@ -618,6 +657,8 @@ typedef struct claim {
     lvrpci_header h;
     const unsigned char *body; /* in the connection's read buffer */
     size_t len;
+    int *fds;                  /* a REPLY_WITH_FDS's descriptors (malloc) */
+    unsigned nfds;
 } claim;
 
 typedef struct batch {
@@ -627,8 +668,8 @@ typedef struct batch {
 
 /* Claims the waiter of a reply (pool lock held).  Returns LVRPC_OK, or an
  * error that kills the connection (a reply nobody asked for). */
-static int route_reply(pconn *pc, const lvrpci_header *h, const unsigned char *body,
-                       size_t len, batch *b)
+static int route_reply(pconn *pc, lvrpci_conn *conn, const lvrpci_header *h,
+                       const unsigned char *body, size_t len, batch *b)
 {
     pool *p = pc->pool;
     waiter *w = pc->table[h->serial & pc->mask];
@@ -650,6 +691,7 @@ static int route_reply(pconn *pc, const lvrpci_header *h, const unsigned char *b
     b->c[b->n].h = *h;
     b->c[b->n].body = body;
     b->c[b->n].len = len;
+    lvrpci_conn_take_fds(conn, &b->c[b->n].fds, &b->c[b->n].nfds);
     b->n++;
     return LVRPC_OK;
 }
@@ -668,6 +710,10 @@ static int complete_batch(pconn *pc, batch *b)
         int rc = lvrpci_check_reply_header(&c->h, c->w->call, c->w->serial);
         if (rc == LVRPC_OK)
             rc = lvrpci_decode_reply(c->w->call, &c->h, c->body, c->len);
+        if (rc == LVRPC_OK)
+            lvrpci_call_take_fds(c->w->call, c->fds, c->nfds);
+        else
+            lvrpci_fds_discard(c->fds, c->nfds);
         if (rc == LVRPC_EPROTO && !killed) {
             killed = 1;
             cause = *lvrpci_error();
@@ -848,7 +894,8 @@ static int dispatch(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size
     }
     switch (h.type) {
     case LVRPC_REPLY:
-        return route_reply(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN, b);
+    case LVRPC_REPLY_WITH_FDS:
+        return route_reply(pc, conn, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN, b);
     case LVRPC_MESSAGE:
         route_message(pc, &h, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
         return LVRPC_OK;
@@ -1111,7 +1158,7 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         return rc;
     /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
      * them on the shared socket. */
-    rc = locked_write(pc, conn, iov, n, deadline);
+    rc = locked_write(pc, conn, iov, n, NULL, deadline);
     writer_done(p, pc);
     return rc;
 }

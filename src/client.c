@@ -118,26 +118,49 @@ void lvrpc_get_stats(lvrpc_client *c, lvrpc_stats *out)
 int lvrpc_call(lvrpc_client *c, unsigned prog, unsigned vers, int proc, xdrproc_t xdr_args,
                const void *args, xdrproc_t xdr_ret, size_t ret_size, void **ret)
 {
-    lvrpci_call call = {prog, vers, proc, xdr_args, args, xdr_ret, ret_size, NULL};
+    return lvrpc_call_fds(c, prog, vers, proc, xdr_args, args, NULL, 0, xdr_ret, ret_size, ret,
+                          NULL, NULL);
+}
+
+int lvrpc_call_fds(lvrpc_client *c, unsigned prog, unsigned vers, int proc,
+                   xdrproc_t xdr_args, const void *args, const int *fds, unsigned nfds,
+                   xdrproc_t xdr_ret, size_t ret_size, void **ret, int **rfds,
+                   unsigned *nrfds)
+{
+    lvrpci_call call = LVRPCI_CALL_INIT(prog, vers, proc, xdr_args, args, xdr_ret, ret_size);
     unsigned tmo;
     int rc;
 
+    call.fds = fds;
+    call.nfds = nfds;
+    call.want_fds = rfds != NULL;
     if (ret)
         *ret = NULL;
+    if (rfds)
+        *rfds = NULL;
+    if (nrfds)
+        *nrfds = 0;
     if (!c)
         return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_call: client is NULL");
     if (call.xdr_ret && (!ret || ret_size == 0))
         return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_call: a reply routine needs ret and ret_size");
+    if ((nfds && !fds) || (rfds && !nrfds))
+        return lvrpci_fail(LVRPC_EINVAL, 0, "lvrpc_call_fds: fds or nrfds is NULL");
     tmo = __atomic_load_n(&c->call_timeout_ms, __ATOMIC_RELAXED);
     /* Once the engine returns, lvrpc_close may free c: no touching it. */
     rc = c->ops->call(c->engine, &call, lvrpci_deadline_after_ms(tmo));
     if (rc != LVRPC_OK) {
         lvrpc_reply_free(call.ret);
+        lvrpci_fds_discard(call.rfds, call.nrfds);
         return rc;
     }
     if (ret)
         *ret = call.ret;
     else
         lvrpc_reply_free(call.ret);
+    if (rfds) {
+        *rfds = call.rfds;
+        *nrfds = call.nrfds;
+    }
     return LVRPC_OK;
 }

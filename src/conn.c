@@ -55,10 +55,63 @@ static int fill(lvrpci_conn *c, size_t want, int64_t deadline)
     return LVRPC_OK;
 }
 
+/* How many descriptors a complete packet at p (plen bytes) announces:
+ * REPLY_WITH_FDS puts their count before its body.  -1 when the count is
+ * out of the protocol's bounds (error set). */
+static long announced_fds(const unsigned char *p, uint32_t plen)
+{
+    uint32_t n;
+
+    if ((int32_t)get32(p + LVRPCI_LEN_WORD + 12) != LVRPC_REPLY_WITH_FDS)
+        return 0;
+    if (plen < LVRPCI_PACKET_MIN + 4) {
+        lvrpci_fail(LVRPC_EPROTO, 0, "a reply with file descriptors has no count");
+        return -1;
+    }
+    n = get32(p + LVRPCI_PACKET_MIN);
+    if (n > LVRPC_NUM_FDS_MAX) {
+        lvrpci_fail(LVRPC_EPROTO, 0, "the daemon announced %u file descriptors (at most %u)",
+                    n, LVRPC_NUM_FDS_MAX);
+        return -1;
+    }
+    return (long)n;
+}
+
+/* Consumes the packet at rpos (plen bytes) and the nfds dummy bytes after
+ * it, whose descriptors the transport has received by now: they become
+ * the packet's, replacing (and closing) any the previous one left. */
+static int consume_packet(lvrpci_conn *c, uint32_t plen, unsigned nfds)
+{
+    lvrpci_transport *t = c->t;
+
+    lvrpci_fds_discard(c->pkt_fds, c->npkt_fds);
+    c->pkt_fds = NULL;
+    c->npkt_fds = 0;
+    c->rpos += plen + nfds;
+    if (!nfds)
+        return LVRPC_OK;
+    if (t->rx_fds_bad || t->nrx_fds < nfds) {
+        c->broken = 1;
+        return lvrpci_fail(LVRPC_EPROTO, 0,
+                           "the daemon announced %u file descriptors but passed %u%s", nfds,
+                           t->nrx_fds, t->rx_fds_bad ? " (or more than announced)" : "");
+    }
+    if (!(c->pkt_fds = malloc(nfds * sizeof(int)))) {
+        c->broken = 1; /* the descriptors are lost to the call: do not go on */
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    }
+    memcpy(c->pkt_fds, t->rx_fds, nfds * sizeof(int));
+    c->npkt_fds = nfds;
+    t->nrx_fds -= nfds;
+    memmove(t->rx_fds, t->rx_fds + nfds, t->nrx_fds * sizeof(int));
+    return LVRPC_OK;
+}
+
 int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline, const unsigned char **pkt,
                             size_t *len)
 {
     uint32_t plen;
+    long nfds;
     int rc;
 
     if (c->rpos == c->rbuf.len) {
@@ -79,26 +132,61 @@ int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline, const unsigned cha
     }
     if ((rc = fill(c, plen, deadline)) != LVRPC_OK)
         return rc;
+    if ((nfds = announced_fds(c->rbuf.data + c->rpos, plen)) < 0) {
+        c->broken = 1;
+        return LVRPC_EPROTO;
+    }
+    if (nfds && (rc = fill(c, plen + (size_t)nfds, deadline)) != LVRPC_OK)
+        return rc; /* the dummy bytes that carry them */
     *pkt = c->rbuf.data + c->rpos;
     *len = plen;
-    c->rpos += plen;
-    return LVRPC_OK;
+    return consume_packet(c, plen, (unsigned)nfds);
 }
 
 int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t *len)
 {
     size_t avail = c->rbuf.len - c->rpos;
     uint32_t plen;
+    long nfds;
 
     if (avail < LVRPCI_LEN_WORD)
         return 0;
     plen = get32(c->rbuf.data + c->rpos);
     if (plen < LVRPCI_PACKET_MIN || plen > LVRPCI_PACKET_MAX || avail < plen)
         return 0; /* incomplete, or bad: lvrpci_conn_read_packet reports it */
-    *pkt = c->rbuf.data + c->rpos;
+    nfds = announced_fds(c->rbuf.data + c->rpos, plen);
+    if (nfds < 0 || avail < plen + (size_t)nfds)
+        return 0; /* likewise */
+    if (consume_packet(c, plen, (unsigned)nfds) != LVRPC_OK) {
+        /* Reported by the next read: put the packet back. */
+        c->rpos -= plen + (size_t)nfds;
+        return 0;
+    }
+    *pkt = c->rbuf.data + c->rpos - plen - (size_t)nfds;
     *len = plen;
-    c->rpos += plen;
     return 1;
+}
+
+void lvrpci_conn_take_fds(lvrpci_conn *c, int **fds, unsigned *n)
+{
+    *fds = c->pkt_fds;
+    *n = c->npkt_fds;
+    c->pkt_fds = NULL;
+    c->npkt_fds = 0;
+}
+
+int lvrpci_conn_send_fds(lvrpci_conn *c, const lvrpci_call *call, int64_t deadline)
+{
+    int rc;
+
+    if (!call->nfds)
+        return LVRPC_OK;
+    /* The daemon waits for every announced descriptor: a failure part way
+     * leaves it out of step with us. */
+    rc = c->t->ops->send_fds(c->t, call->fds, call->nfds, deadline);
+    if (rc != LVRPC_OK)
+        c->broken = 1;
+    return rc;
 }
 
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadline)
@@ -138,15 +226,12 @@ static int handle_other(lvrpci_conn *c, const lvrpci_header *h, int64_t deadline
     }
     switch (h->type) {
     case LVRPC_REPLY:
+    case LVRPC_REPLY_WITH_FDS:
         return 0;
     case LVRPC_MESSAGE:      /* an event nobody on this socket asked for */
     case LVRPC_STREAM:       /* data for a stream this socket does not carry */
     case LVRPC_STREAM_HOLE:
         return 1;
-    case LVRPC_REPLY_WITH_FDS:
-        c->broken = 1;
-        lvrpci_fail(LVRPC_EPROTO, 0, "unexpected reply with file descriptors");
-        return -1;
     default:
         c->broken = 1;
         lvrpci_fail(LVRPC_EPROTO, 0, "unexpected message type %d from the daemon", h->type);
@@ -156,23 +241,26 @@ static int handle_other(lvrpci_conn *c, const lvrpci_header *h, int64_t deadline
 
 int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
 {
-    lvrpci_header h = {call->prog, call->vers, call->proc, LVRPC_CALL, c->next_serial++,
-                       LVRPC_STATUS_OK};
-    uint32_t serial = h.serial;
+    uint32_t serial = c->next_serial++;
     int rc;
 
     call->ret = NULL;
     if (c->broken)
         return lvrpci_fail(LVRPC_ECLOSED, 0, "connection is no longer usable");
-    rc = lvrpci_encode_packet(&c->wbuf, &h, call->xdr_args, call->args);
-    if (rc != LVRPC_OK)
+    if ((rc = lvrpci_check_call_fds(call, c->t->ops->send_fds != NULL)) != LVRPC_OK)
+        return rc;
+    if ((rc = lvrpci_encode_call(&c->wbuf, call, serial)) != LVRPC_OK)
         return rc;
     if ((rc = lvrpci_conn_write(c, c->wbuf.data, c->wbuf.len, deadline)) != LVRPC_OK)
+        return rc;
+    if ((rc = lvrpci_conn_send_fds(c, call, deadline)) != LVRPC_OK)
         return rc;
     for (;;) {
         const unsigned char *pkt;
         size_t len;
         lvrpci_header rh;
+        int *fds;
+        unsigned nfds;
 
         if ((rc = lvrpci_conn_read_packet(c, deadline, &pkt, &len)) != LVRPC_OK)
             return rc;
@@ -187,6 +275,11 @@ int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
             return rc;
         }
         rc = lvrpci_decode_reply(call, &rh, pkt + LVRPCI_PACKET_MIN, len - LVRPCI_PACKET_MIN);
+        lvrpci_conn_take_fds(c, &fds, &nfds);
+        if (rc == LVRPC_OK)
+            lvrpci_call_take_fds(call, fds, nfds);
+        else
+            lvrpci_fds_discard(fds, nfds);
         if (rc == LVRPC_EPROTO)
             c->broken = 1;
         return rc;
@@ -197,8 +290,8 @@ int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
 static int remote_call(lvrpci_conn *c, int proc, xdrproc_t xa, const void *a, xdrproc_t xr,
                        size_t rsize, void **ret, int64_t deadline)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, proc, xa, a,
-                        xr, rsize, NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
+                                        proc, xa, a, xr, rsize);
     int rc = lvrpci_conn_call(c, &call, deadline);
 
     if (ret)
@@ -258,9 +351,9 @@ static int authenticate(lvrpci_conn *c, int64_t deadline)
 static int admin_handshake(lvrpci_conn *c, int64_t deadline)
 {
     unsigned flags = 0;
-    lvrpci_call call = {LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
-                        LVRPC_ADMIN_PROC_CONNECT_OPEN, (xdrproc_t)xdr_u_int, &flags, NULL, 0,
-                        NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
+                                        LVRPC_ADMIN_PROC_CONNECT_OPEN, (xdrproc_t)xdr_u_int,
+                                        &flags, NULL, 0);
 
     c->admin = 1;
     return lvrpci_conn_call(c, &call, deadline);
@@ -326,6 +419,7 @@ void lvrpci_conn_free(lvrpci_conn *c)
         c->t->ops->destroy(c->t);
     lvrpci_buf_clear(&c->rbuf);
     lvrpci_buf_clear(&c->wbuf);
+    lvrpci_fds_discard(c->pkt_fds, c->npkt_fds);
     free(c);
 }
 
@@ -335,8 +429,9 @@ void lvrpci_conn_close(lvrpci_conn *c)
         return;
     if (!c->broken) {
         lvrpc_error saved = *lvrpci_error(); /* closing must not clobber the caller's error */
-        lvrpci_call call = {LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
-                            LVRPC_ADMIN_PROC_CONNECT_CLOSE, NULL, NULL, NULL, 0, NULL};
+        lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_ADMIN, LVRPC_PROGRAM_ADMIN_VERSION,
+                                            LVRPC_ADMIN_PROC_CONNECT_CLOSE, NULL, NULL, NULL,
+                                            0);
         if (c->admin)
             lvrpci_conn_call(c, &call, lvrpci_deadline_after_ms(CLOSE_TIMEOUT_MS));
         else

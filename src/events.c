@@ -190,9 +190,9 @@ static int64_t call_deadline(lvrpci_events *ev)
 /* Registers on the daemon; returns its callbackID in *cbid. */
 static int register_on_daemon(lvrpci_events *ev, ereg *r, int *cbid)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
-                        families[r->family].reg, (xdrproc_t)xdr_prebuilt, &r->args,
-                        (xdrproc_t)xdr_int, sizeof(int), NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
+                                        families[r->family].reg, (xdrproc_t)xdr_prebuilt,
+                                        &r->args, (xdrproc_t)xdr_int, sizeof(int));
     int rc = lvrpci_pool_call_on(ev->pool, 0, &call, call_deadline(ev));
 
     if (rc == LVRPC_OK) {
@@ -204,8 +204,9 @@ static int register_on_daemon(lvrpci_events *ev, ereg *r, int *cbid)
 
 static void deregister_on_daemon(lvrpci_events *ev, lvrpc_event_family family, int cbid)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
-                        families[family].dereg, (xdrproc_t)xdr_int, &cbid, NULL, 0, NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
+                                        families[family].dereg, (xdrproc_t)xdr_int, &cbid,
+                                        NULL, 0);
     lvrpc_error saved = *lvrpci_error();
 
     lvrpci_pool_call_on(ev->pool, 0, &call, call_deadline(ev));

@@ -238,6 +238,8 @@ sub params {
     my $s = 'lvrpc_client *c';
     $s .= ", const $p->{args} *args" if $p->{args};
     $s .= ", $p->{ret} **ret" if $p->{ret};
+    $s .= ', const int *fds, unsigned nfds' if $p->{tags}{'fds-in'};
+    $s .= ', int **rfds, unsigned *nrfds' if $p->{tags}{'fds-out'};
     return $s;
 }
 
@@ -279,9 +281,12 @@ print $h <<'HDR';
  * lvrpc_lxc_ and lvrpc_admin_.  Events are listed at the end: the daemon
  * sends them, so they have no call.
  *
- * Streams and file descriptors: calls marked "opens a stream" only send
- * the opening call and return its reply; calls marked "FDs" are sent
- * without descriptors and any descriptors in the reply are not returned.
+ * Streams: calls marked "opens a stream" only send the opening call and
+ * return its reply (lvrpc_stream.h has the calls that open a stream
+ * handle).  File descriptors (UNIX sockets only; see lvrpc_call_fds()):
+ * calls that may pass some take `fds, nfds` (the caller's; nfds may be 0),
+ * calls whose reply brings some take `rfds, nrfds` (rfds NULL: they are
+ * closed; else the caller closes each and frees *rfds).
  */
 #ifndef LVRPC_CALLS_H
 #define LVRPC_CALLS_H
@@ -323,13 +328,10 @@ for my $p (@procs) {
     push @extra, 'opens a stream of data from the daemon' if $p->{tags}{readstream};
     push @extra, 'opens a stream of data to the daemon' if $p->{tags}{writestream};
     push @extra, 'opens a stream that carries data both ways' if $p->{tags}{duplexstream};
-    if ($p->{tags}{'fds-in'} && $p->{tags}{'fds-out'}) {
-        push @extra, 'FDs: the call may carry file descriptors and the reply carries them';
-    } elsif ($p->{tags}{'fds-in'}) {
-        push @extra, 'FDs: the call may carry file descriptors';
-    } elsif ($p->{tags}{'fds-out'}) {
-        push @extra, 'FDs: the reply carries file descriptors';
-    }
+    my @fds;
+    push @fds, 'fds[0..nfds) are passed with the call' if $p->{tags}{'fds-in'};
+    push @fds, 'the reply\'s descriptors go to *rfds and *nrfds' if $p->{tags}{'fds-out'};
+    push @extra, 'FDs: ' . join(', and ', @fds) if @fds;
     push @doc, wrap(' * ', ' *   ', ucfirst(join('; ', @extra)) . '.') if @extra;
     $doc[-1] .= ' */';
     print $h join("\n", @doc), "\n";
@@ -367,7 +369,17 @@ for my $p (@procs) {
     my ($prog, $vers) = @{$programs{$p->{pfx}}};
     my $xa = $p->{args} ? "(xdrproc_t)xdr_$p->{args}, args" : 'NULL, NULL';
     print $c "int $p->{func}(" . params($p) . ")\n{\n";
-    if ($p->{ret}) {
+    if ($p->{tags}{'fds-in'} || $p->{tags}{'fds-out'}) {
+        my $fi = $p->{tags}{'fds-in'} ? 'fds, nfds' : 'NULL, 0';
+        my $fo = $p->{tags}{'fds-out'} ? 'rfds, nrfds' : 'NULL, NULL';
+        my $xr = $p->{ret} ? "(xdrproc_t)xdr_$p->{ret}, sizeof($p->{ret}), &r" : 'NULL, 0, NULL';
+        print $c "    void *r = NULL;\n" if $p->{ret};
+        print $c "    int rc = lvrpc_call_fds(c, $prog, $vers, $p->{const}, $xa, $fi,\n";
+        print $c "                            $xr, $fo);\n";
+        print $c "    if (ret)\n        *ret = r;\n    else\n        lvrpc_reply_free(r);\n"
+            if $p->{ret};
+        print $c "    return rc;\n}\n\n";
+    } elsif ($p->{ret}) {
         print $c "    void *r = NULL;\n";
         print $c "    int rc = lvrpc_call(c, $prog, $vers, $p->{const}, $xa,\n";
         print $c "                        (xdrproc_t)xdr_$p->{ret}, sizeof($p->{ret}), &r);\n";

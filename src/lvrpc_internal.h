@@ -116,12 +116,38 @@ typedef struct lvrpci_call {
     xdrproc_t xdr_ret;  /* NULL: empty reply expected */
     size_t ret_size;
     void *ret;          /* out: decoded reply (lvrpc_reply_free) */
+    /* File descriptors (UNIX sockets only).  fds[0..nfds) are sent with the
+     * call (CALL_WITH_FDS when nfds > 0); the caller keeps them.  Those of
+     * the reply go to rfds (malloc, nrfds) when want_fds, else are closed. */
+    const int *fds;
+    unsigned nfds;
+    int want_fds;
+    int *rfds;
+    unsigned nrfds;
 } lvrpci_call;
+
+/* An initializer for a call without descriptors. */
+#define LVRPCI_CALL_INIT(prog_, vers_, proc_, xa, a, xr, rsize)                         \
+    {.prog = (prog_), .vers = (vers_), .proc = (proc_), .xdr_args = (xa), .args = (a), \
+     .xdr_ret = (xr), .ret_size = (rsize)}
 
 /* Encodes a complete packet (length word, header, body) into b, replacing
  * its contents.  xdr_body may be NULL for an empty body. */
 int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
                          xdrproc_t xdr_body, const void *body);
+/* Encodes call as a CALL packet, or as CALL_WITH_FDS (the count of
+ * call->fds before the arguments) when it carries descriptors. */
+int lvrpci_encode_call(lvrpci_buf *b, const lvrpci_call *call, uint32_t serial);
+
+/* Checks, before anything is sent, that call's descriptors are open,
+ * within the protocol's limit, and that the transport can pass them
+ * (can_pass: a UNIX socket). */
+int lvrpci_check_call_fds(const lvrpci_call *call, int can_pass);
+/* Closes fds[0..n) and frees the array (NULL-safe). */
+void lvrpci_fds_discard(int *fds, unsigned n);
+/* Hands a reply's descriptors to call (call->rfds) when it wants them,
+ * else closes them; the array is the call's or freed either way. */
+void lvrpci_call_take_fds(lvrpci_call *call, int *fds, unsigned n);
 /* Writes the header fields big-endian into 24 bytes. */
 void lvrpci_header_put(unsigned char *p, const lvrpci_header *h);
 /* Reads 24 header bytes. */
@@ -161,13 +187,27 @@ typedef struct lvrpci_transport_ops {
     void (*shutdown)(lvrpci_transport *t);
     /* Closes and frees. */
     void (*destroy)(lvrpci_transport *t);
+    /* Optional (UNIX sockets): sends each of fds[0..n) with SCM_RIGHTS on
+     * a dummy byte, right after the packet that announced them.  NULL: the
+     * transport cannot pass descriptors. */
+    int (*send_fds)(lvrpci_transport *t, const int *fds, unsigned n, int64_t deadline);
 } lvrpci_transport_ops;
+
+/* Descriptors a UNIX socket may hold received but not yet claimed by a
+ * packet: two packets' worth (a read may run past one packet's last
+ * dummy byte into the next one's). */
+#define LVRPCI_RX_FDS_MAX 64u
 
 struct lvrpci_transport {
     const lvrpci_transport_ops *ops;
     int fd;
     int64_t rcv_timeout_ns; /* SO_RCVTIMEO currently set, -1 = unknown */
     int64_t snd_timeout_ns;
+    /* Descriptors received (read_some of a UNIX socket), oldest first,
+     * until a packet that announced them claims them. */
+    int rx_fds[LVRPCI_RX_FDS_MAX];
+    unsigned nrx_fds;
+    int rx_fds_bad;         /* more arrived than fit, or were truncated */
 };
 
 /* Connects a plain socket (unix or tcp) to the target. */
@@ -205,6 +245,10 @@ typedef struct lvrpci_conn {
     int keepalive;        /* the daemon may send us PINGs */
     int admin;            /* speaks the admin program (open/close differ) */
     int broken;           /* a transport or protocol error: do not reuse */
+    /* the descriptors of the last packet read (REPLY_WITH_FDS), until
+     * taken with lvrpci_conn_take_fds(); closed when the next is read */
+    int *pkt_fds;
+    unsigned npkt_fds;
     struct lvrpci_conn *prev, *next; /* engine-owned list links */
 } lvrpci_conn;
 
@@ -232,6 +276,12 @@ int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t 
 /* Writes a whole encoded packet. */
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
                       int64_t deadline);
+/* Takes the descriptors that came with the packet just read (a
+ * REPLY_WITH_FDS): *fds (malloc, caller closes and frees) and *n, or NULL
+ * and 0. */
+void lvrpci_conn_take_fds(lvrpci_conn *c, int **fds, unsigned *n);
+/* Sends the descriptors of a CALL_WITH_FDS just written. */
+int lvrpci_conn_send_fds(lvrpci_conn *c, const lvrpci_call *call, int64_t deadline);
 /* Sends a keepalive PONG; or a PING or PONG (proc). */
 int lvrpci_conn_send_pong(lvrpci_conn *c, int64_t deadline);
 int lvrpci_conn_send_keepalive(lvrpci_conn *c, int proc, int64_t deadline);

@@ -3,8 +3,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lvrpc_internal.h"
 
@@ -104,24 +106,26 @@ void lvrpci_header_get(const unsigned char *p, lvrpci_header *h)
     h->status = (int32_t)get32(p + 20);
 }
 
-/* Encodes the body after the header; returns the body length, or -1 when
- * it does not fit in the buffer's capacity. */
-static long encode_body(lvrpci_buf *b, xdrproc_t xdr_body, const void *body)
+/* Encodes the body at offset `at` of the buffer; returns the body length,
+ * or -1 when it does not fit in the buffer's capacity. */
+static long encode_body(lvrpci_buf *b, size_t at, xdrproc_t xdr_body, const void *body)
 {
     XDR x;
     long n = -1;
-    size_t room = b->cap - LVRPCI_PACKET_MIN;
 
-    xdrmem_create(&x, (char *)b->data + LVRPCI_PACKET_MIN, (u_int)room, XDR_ENCODE);
+    xdrmem_create(&x, (char *)b->data + at, (u_int)(b->cap - at), XDR_ENCODE);
     if (xdr_body(&x, (void *)body, 0))
         n = (long)xdr_getpos(&x);
     xdr_destroy(&x);
     return n;
 }
 
-int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
-                         xdrproc_t xdr_body, const void *body)
+/* Encodes a packet whose body starts with `pre` bytes the caller fills in
+ * (0, or 4 for a descriptor count). */
+static int encode(lvrpci_buf *b, const lvrpci_header *h, size_t pre, xdrproc_t xdr_body,
+                  const void *body)
 {
+    size_t at = LVRPCI_PACKET_MIN + pre;
     long body_len = 0;
     int rc;
 
@@ -129,7 +133,7 @@ int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
     if ((rc = lvrpci_buf_reserve(b, 256)) != LVRPC_OK)
         return rc;
     if (xdr_body) {
-        body_len = encode_body(b, xdr_body, body);
+        body_len = encode_body(b, at, xdr_body, body);
         if (body_len < 0) {
             /* Too big for the buffer, or not encodable at all (e.g. a NULL
              * where the protocol wants a string): xdr_sizeof tells which. */
@@ -138,23 +142,76 @@ int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
                 return lvrpci_fail(LVRPC_EINVAL, 0,
                                    "the arguments of procedure %d cannot be encoded "
                                    "(a required string or pointer is NULL?)", h->proc);
-            if (need > LVRPCI_PACKET_MAX - LVRPCI_PACKET_MIN)
+            if (need > LVRPCI_PACKET_MAX - at)
                 return lvrpci_fail(LVRPC_EINVAL, 0,
                                    "the arguments of procedure %d take %lu bytes, "
                                    "more than the protocol's limit", h->proc, need);
-            if ((rc = lvrpci_buf_reserve(b, need + LVRPCI_PACKET_MIN)) != LVRPC_OK)
+            if ((rc = lvrpci_buf_reserve(b, need + at)) != LVRPC_OK)
                 return rc;
-            body_len = encode_body(b, xdr_body, body);
+            body_len = encode_body(b, at, xdr_body, body);
             if (body_len < 0)
                 return lvrpci_fail(LVRPC_EINVAL, 0,
                                    "the arguments of procedure %d cannot be encoded",
                                    h->proc);
         }
     }
-    b->len = LVRPCI_PACKET_MIN + (size_t)body_len;
+    b->len = at + (size_t)body_len;
     put32(b->data, (uint32_t)b->len);
     lvrpci_header_put(b->data + LVRPCI_LEN_WORD, h);
     return LVRPC_OK;
+}
+
+int lvrpci_encode_packet(lvrpci_buf *b, const lvrpci_header *h,
+                         xdrproc_t xdr_body, const void *body)
+{
+    return encode(b, h, 0, xdr_body, body);
+}
+
+int lvrpci_encode_call(lvrpci_buf *b, const lvrpci_call *call, uint32_t serial)
+{
+    lvrpci_header h = {call->prog, call->vers, call->proc,
+                       call->nfds ? LVRPC_CALL_WITH_FDS : LVRPC_CALL, serial, LVRPC_STATUS_OK};
+    int rc = encode(b, &h, call->nfds ? 4 : 0, call->xdr_args, call->args);
+
+    if (rc == LVRPC_OK && call->nfds)
+        put32(b->data + LVRPCI_PACKET_MIN, call->nfds);
+    return rc;
+}
+
+int lvrpci_check_call_fds(const lvrpci_call *call, int can_pass)
+{
+    if (!call->nfds)
+        return LVRPC_OK;
+    if (call->nfds > LVRPC_NUM_FDS_MAX)
+        return lvrpci_fail(LVRPC_EINVAL, 0, "%u file descriptors: at most %u per call",
+                           call->nfds, LVRPC_NUM_FDS_MAX);
+    if (!can_pass)
+        return lvrpci_fail(LVRPC_ENOTSUP, 0,
+                           "file descriptors can only be passed over a UNIX socket");
+    /* Once the call is out, the daemon waits for every descriptor it
+     * announces: a bad one must be caught now. */
+    for (unsigned i = 0; i < call->nfds; i++)
+        if (fcntl(call->fds[i], F_GETFD) < 0)
+            return lvrpci_fail(LVRPC_EINVAL, errno, "file descriptor %d cannot be passed: %s",
+                               call->fds[i], strerror(errno));
+    return LVRPC_OK;
+}
+
+void lvrpci_fds_discard(int *fds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+}
+
+void lvrpci_call_take_fds(lvrpci_call *call, int *fds, unsigned n)
+{
+    if (call->want_fds && n) {
+        call->rfds = fds;
+        call->nrfds = n;
+    } else {
+        lvrpci_fds_discard(fds, n);
+    }
 }
 
 int lvrpci_check_reply_header(const lvrpci_header *h, const lvrpci_call *call,
@@ -200,6 +257,10 @@ int lvrpci_decode_reply(lvrpci_call *call, const lvrpci_header *h,
     void *ret;
     int ok;
 
+    if (h->type == LVRPC_REPLY_WITH_FDS) { /* the count, read by the conn */
+        body += 4;
+        len -= 4;
+    }
     if (h->status == LVRPC_STATUS_ERROR)
         return decode_error(h, body, len);
     if (!call->xdr_ret) {

@@ -58,8 +58,8 @@ int lvrpc_stream_open(lvrpc_client *c, int proc, xdrproc_t xdr_args, const void 
                       xdrproc_t xdr_ret, size_t ret_size, void **ret, unsigned flags,
                       lvrpc_stream **out)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, proc, xdr_args,
-                        args, xdr_ret, ret_size, NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION,
+                                        proc, xdr_args, args, xdr_ret, ret_size);
     lvrpc_stream *st;
     int rc;
 

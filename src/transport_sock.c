@@ -123,6 +123,58 @@ static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov_in, int 
     return LVRPC_OK;
 }
 
+/* Keeps the descriptors a recvmsg() brought, oldest first; more than the
+ * queue holds, or a truncated set, marks the transport bad (the packet that
+ * claims them fails) and closes the excess: nothing leaks. */
+static void keep_rx_fds(lvrpci_transport *t, struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        size_t n;
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (t->nrx_fds < LVRPCI_RX_FDS_MAX) {
+                t->rx_fds[t->nrx_fds++] = fd;
+            } else {
+                close(fd);
+                t->rx_fds_bad = 1;
+            }
+        }
+    }
+    if (mh->msg_flags & MSG_CTRUNC)
+        t->rx_fds_bad = 1;
+}
+
+/* One receive: recv(), or on a UNIX socket recvmsg(), which also takes the
+ * descriptors the daemon passes (a plain recv() would make the kernel
+ * discard them).  Linux ends such a read right after the byte that
+ * carried descriptors, so they arrive in order. */
+static ssize_t receive(lvrpci_transport *t, void *buf, size_t len)
+{
+    union {
+        char space[CMSG_SPACE(sizeof(int) * LVRPC_NUM_FDS_MAX)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {buf, len};
+    struct msghdr mh;
+    ssize_t n;
+
+    if (t->ops->send_fds == NULL)
+        return recv(t->fd, buf, len, 0);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof(ctl.space);
+    n = recvmsg(t->fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n >= 0)
+        keep_rx_fds(t, &mh);
+    return n;
+}
+
 static ssize_t sock_read_some(lvrpci_transport *t, void *buf, size_t len, int64_t deadline)
 {
     for (;;) {
@@ -130,7 +182,7 @@ static ssize_t sock_read_some(lvrpci_transport *t, void *buf, size_t len, int64_
         if (lvrpci_sock_set_timeout(t, 0, deadline) != LVRPC_OK)
             return -lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT,
                                 "timed out waiting for the daemon's reply");
-        n = recv(t->fd, buf, len, 0);
+        n = receive(t, buf, len);
         if (n > 0)
             return n;
         if (n == 0)
@@ -152,7 +204,58 @@ static void sock_destroy(lvrpci_transport *t)
         return;
     if (t->fd >= 0)
         close(t->fd);
+    for (unsigned i = 0; i < t->nrx_fds; i++)
+        close(t->rx_fds[i]);
     free(t);
+}
+
+/* Sends one descriptor on one dummy byte, as libvirt's daemon reads them. */
+static int send_one_fd(lvrpci_transport *t, int fd, int64_t deadline)
+{
+    union {
+        char space[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    char dummy = 0;
+    struct iovec iov = {&dummy, 1};
+    struct msghdr mh;
+    struct cmsghdr *cm;
+
+    memset(&mh, 0, sizeof(mh));
+    memset(&ctl, 0, sizeof(ctl));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof(ctl.space);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    for (;;) {
+        ssize_t n;
+        if (lvrpci_sock_set_timeout(t, 1, deadline) != LVRPC_OK)
+            return lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT, "timed out sending to the daemon");
+        n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        if (n == 1)
+            return LVRPC_OK;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n < 0 && errno == EBADF)
+            return lvrpci_fail(LVRPC_EINVAL, errno, "cannot pass file descriptor %d: %s", fd,
+                               strerror(errno));
+        return io_error(n < 0 ? errno : EIO, "sendmsg (passing a file descriptor)");
+    }
+}
+
+static int sock_send_fds(lvrpci_transport *t, const int *fds, unsigned n, int64_t deadline)
+{
+    for (unsigned i = 0; i < n; i++) {
+        int rc = send_one_fd(t, fds[i], deadline);
+        if (rc != LVRPC_OK)
+            return rc;
+    }
+    return LVRPC_OK;
 }
 
 const lvrpci_transport_ops lvrpci_sock_ops = {
@@ -161,6 +264,16 @@ const lvrpci_transport_ops lvrpci_sock_ops = {
     .writev_all = sock_writev_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
+};
+
+/* UNIX sockets: the same, and descriptors pass both ways. */
+static const lvrpci_transport_ops unix_ops = {
+    .write_all = sock_write_all,
+    .read_some = sock_read_some,
+    .writev_all = sock_writev_all,
+    .shutdown = sock_shutdown,
+    .destroy = sock_destroy,
+    .send_fds = sock_send_fds,
 };
 
 /* connect() with a deadline: non-blocking connect, poll, then back to
@@ -303,7 +416,7 @@ int lvrpci_sock_connect(const lvrpci_target *tg, int64_t deadline, lvrpci_transp
         close(fd);
         return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
     }
-    t->ops = &lvrpci_sock_ops;
+    t->ops = tg->kind == LVRPCI_UNIX ? &unix_ops : &lvrpci_sock_ops;
     t->fd = fd;
     *out = t;
     return LVRPC_OK;

@@ -125,8 +125,8 @@ static lvrpci_header hdr(int32_t proc, int32_t type, uint32_t serial, int32_t st
 static int decode_ok_body(xdrproc_t xdr_ret, size_t size, const uint8_t *body, size_t len,
                           void **ret)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, 1, NULL, NULL,
-                        xdr_ret, size, NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, LVRPC_PROGRAM_REMOTE_VERSION, 1,
+                                        NULL, NULL, xdr_ret, size);
     lvrpci_header h = hdr(1, LVRPC_REPLY, 1, LVRPC_STATUS_OK);
     int rc = lvrpci_decode_reply(&call, &h, body, len);
 
@@ -382,8 +382,10 @@ static void test_reply_lib_version(void)
     };
     lvrpc_connect_get_lib_version_ret v = {9000000};
     lvrpc_connect_get_lib_version_ret *dec;
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL,
-                        (xdrproc_t)xdr_lvrpc_connect_get_lib_version_ret, sizeof(*dec), NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, 1,
+                                        LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL,
+                                        (xdrproc_t)xdr_lvrpc_connect_get_lib_version_ret,
+                                        sizeof(*dec));
     lvrpci_header h;
 
     lvrpci_header_get(golden + 4, &h);
@@ -467,9 +469,10 @@ static void test_reply_error(void)
         W(0), W(0),             /* int1, int2 */
         W(0),                   /* net: absent */
     };
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_DOMAIN_LOOKUP_BY_NAME, NULL, NULL,
-                        (xdrproc_t)xdr_lvrpc_domain_lookup_by_name_ret,
-                        sizeof(lvrpc_domain_lookup_by_name_ret), NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, 1,
+                                        LVRPC_PROC_DOMAIN_LOOKUP_BY_NAME, NULL, NULL,
+                                        (xdrproc_t)xdr_lvrpc_domain_lookup_by_name_ret,
+                                        sizeof(lvrpc_domain_lookup_by_name_ret));
     lvrpc_remote_error re;
     char *msg = "Domain not found: guest1", *s1 = "guest1";
     lvrpc_remote_error *dec;
@@ -523,8 +526,9 @@ static void test_reply_error(void)
  * procedure, and a status that is OK or ERROR. */
 static void test_reply_header_checks(void)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL,
-                        NULL, 0, NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, 1,
+                                        LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL, NULL,
+                                        0);
     lvrpci_header good = hdr(LVRPC_PROC_CONNECT_GET_LIB_VERSION, LVRPC_REPLY, 9,
                              LVRPC_STATUS_OK);
     lvrpci_header h;
@@ -554,8 +558,8 @@ static void test_reply_header_checks(void)
 static void test_reply_empty(void)
 {
     static const uint8_t four[] = {W(0)};
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_DOMAIN_DESTROY, NULL, NULL, NULL, 0,
-                        NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_DOMAIN_DESTROY,
+                                        NULL, NULL, NULL, 0);
     lvrpci_header h = hdr(LVRPC_PROC_DOMAIN_DESTROY, LVRPC_REPLY, 1, LVRPC_STATUS_OK);
 
     LVRPCT_ASSERT_OK(lvrpci_decode_reply(&call, &h, four, 0));
@@ -1346,9 +1350,10 @@ static const uint8_t lib_version_call[] = {
 
 static int call_lib_version(lvrpci_conn *c, unsigned long long *ver)
 {
-    lvrpci_call call = {LVRPC_PROGRAM_REMOTE, 1, LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL,
-                        (xdrproc_t)xdr_lvrpc_connect_get_lib_version_ret,
-                        sizeof(lvrpc_connect_get_lib_version_ret), NULL};
+    lvrpci_call call = LVRPCI_CALL_INIT(LVRPC_PROGRAM_REMOTE, 1,
+                                        LVRPC_PROC_CONNECT_GET_LIB_VERSION, NULL, NULL,
+                                        (xdrproc_t)xdr_lvrpc_connect_get_lib_version_ret,
+                                        sizeof(lvrpc_connect_get_lib_version_ret));
     int rc = lvrpci_conn_call(c, &call, in_ms(5000));
 
     *ver = 0;

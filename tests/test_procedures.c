@@ -401,7 +401,7 @@ static void test_other_programs(void)
 
     memset(&la, 0, sizeof(la));
     la.dom = dom->dom;
-    LVRPCT_ASSERT_RC(lvrpc_lxc_domain_open_namespace(c, &la), LVRPC_EREMOTE);
+    LVRPCT_ASSERT_RC(lvrpc_lxc_domain_open_namespace(c, &la, NULL, NULL), LVRPC_EREMOTE);
     lvrpc_last_error(&e);
     LVRPCT_ASSERT_INT(e.remote_code, VIR_ERR_NO_SUPPORT);
     FREE(dom);
@@ -1303,7 +1303,7 @@ static void test_domain_create_define(void)
     }
     cfa.xml_desc = dom_xml(xml, sizeof(xml), "lvp-files", 3);
     cfa.flags = 0;
-    OK(domain_create_xml_with_files, &cfa, &cfr);
+    OK(domain_create_xml_with_files, &cfa, &cfr, NULL, 0);
     if (cfr) {
         lvrpc_domain_destroy_args da = {cfr->dom};
         LVRPCT_ASSERT(cfr->dom.id > 0);
@@ -1317,7 +1317,7 @@ static void test_domain_create_define(void)
         lvrpc_domain_create_with_files_ret *wr = NULL;
         lvrpc_domain_destroy_args da = {dfr->dom};
         lvrpc_domain_undefine_args ua = {dfr->dom};
-        OK(domain_create_with_files, &wa, &wr);
+        OK(domain_create_with_files, &wa, &wr, NULL, 0);
         LVRPCT_ASSERT(wr && wr->dom.id > 0);
         FREE(wr);
         OK(domain_destroy, &da);
@@ -2446,7 +2446,7 @@ static void test_admin_open(void)
     for (int m = 0; m < 2; m++) {
         char uri[512], path[320], *slash;
         lvrpc_options o = {0};
-        lvrpc_client *c = NULL;
+        lvrpc_client *ac = NULL;
         lvrpc_admin_connect_list_servers_args lsa = {1, 0};
         lvrpc_admin_connect_list_servers_ret *ls = NULL;
         lvrpc_admin_connect_get_lib_version_ret *lv = NULL;
@@ -2458,20 +2458,20 @@ static void test_admin_open(void)
         snprintf(slash + 1, sizeof(path) - (size_t)(slash + 1 - path), "libvirt-admin-sock");
         snprintf(uri, sizeof(uri), "libvirtd:///system?socket=%s", path);
         o.mode = m ? LVRPC_MODE_SHARED : LVRPC_MODE_DIRECT;
-        LVRPCT_ASSERT_OK(lvrpc_open(uri, &o, &c));
-        if (!c)
+        LVRPCT_ASSERT_OK(lvrpc_open(uri, &o, &ac));
+        if (!ac)
             continue;
-        LVRPCT_ASSERT_OK(lvrpc_admin_connect_list_servers(c, &lsa, &ls));
+        LVRPCT_ASSERT_OK(lvrpc_admin_connect_list_servers(ac, &lsa, &ls));
         for (unsigned i = 0; ls && i < ls->servers.servers_len; i++)
             found += strcmp(ls->servers.servers_val[i].name, "libvirtd") == 0 ||
                      strcmp(ls->servers.servers_val[i].name, "admin") == 0;
         LVRPCT_ASSERT_INT(found, 2);
-        LVRPCT_ASSERT_OK(lvrpc_admin_connect_get_lib_version(c, &lv));
+        LVRPCT_ASSERT_OK(lvrpc_admin_connect_get_lib_version(ac, &lv));
         if (lv)
             CU_ASSERT(lv->libVer >= 9000000);
         lvrpc_reply_free(ls);
         lvrpc_reply_free(lv);
-        lvrpc_close(c);
+        lvrpc_close(ac);
     }
 }
 
