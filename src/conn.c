@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "lvrpc_internal.h"
 
@@ -77,33 +78,52 @@ static long announced_fds(const unsigned char *p, uint32_t plen)
     return (long)n;
 }
 
+/* Removes the first n queued descriptors, closing them when close_them. */
+static void unqueue_fds(lvrpci_transport *t, unsigned n, int close_them)
+{
+    for (unsigned i = 0; close_them && i < n; i++)
+        close(t->rx_fds[i]);
+    t->nrx_fds -= n;
+    memmove(t->rx_fds, t->rx_fds + n, t->nrx_fds * sizeof(int));
+    memmove(t->rx_fd_at, t->rx_fd_at + n, t->nrx_fds * sizeof(uint64_t));
+}
+
 /* Consumes the packet at rpos (plen bytes) and the nfds dummy bytes after
- * it, whose descriptors the transport has received by now: they become
- * the packet's, replacing (and closing) any the previous one left. */
+ * it.  Descriptor k must have come on dummy byte k; any that came on an
+ * earlier byte were not announced and are closed (libvirt's plain reads
+ * make the kernel discard such ones).  The packet's descriptors replace
+ * (and close) any the previous packet left untaken. */
 static int consume_packet(lvrpci_conn *c, uint32_t plen, unsigned nfds)
 {
     lvrpci_transport *t = c->t;
+    /* the stream offset of the first byte after the packet: every byte in
+     * rbuf is among the last rbuf.len the transport read */
+    uint64_t first = t->rx_total - c->rbuf.len + c->rpos + plen;
+    unsigned stray = 0;
 
     lvrpci_fds_discard(c->pkt_fds, c->npkt_fds);
     c->pkt_fds = NULL;
     c->npkt_fds = 0;
+    while (stray < t->nrx_fds && t->rx_fd_at[stray] < first)
+        stray++;
+    unqueue_fds(t, stray, 1);
     c->rpos += plen + nfds;
     if (!nfds)
         return LVRPC_OK;
-    if (t->rx_fds_bad || t->nrx_fds < nfds) {
-        c->broken = 1;
-        return lvrpci_fail(LVRPC_EPROTO, 0,
-                           "the daemon announced %u file descriptors but passed %u%s", nfds,
-                           t->nrx_fds, t->rx_fds_bad ? " (or more than announced)" : "");
-    }
+    for (unsigned k = 0; k < nfds; k++)
+        if (k >= t->nrx_fds || t->rx_fd_at[k] != first + k || t->rx_fds_bad) {
+            c->broken = 1;
+            return lvrpci_fail(LVRPC_EPROTO, 0,
+                               "the daemon announced %u file descriptors but passed %u with "
+                               "them", nfds, k);
+        }
     if (!(c->pkt_fds = malloc(nfds * sizeof(int)))) {
         c->broken = 1; /* the descriptors are lost to the call: do not go on */
         return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
     }
     memcpy(c->pkt_fds, t->rx_fds, nfds * sizeof(int));
     c->npkt_fds = nfds;
-    t->nrx_fds -= nfds;
-    memmove(t->rx_fds, t->rx_fds + nfds, t->nrx_fds * sizeof(int));
+    unqueue_fds(t, nfds, 0);
     return LVRPC_OK;
 }
 

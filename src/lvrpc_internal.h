@@ -204,10 +204,14 @@ struct lvrpci_transport {
     int64_t rcv_timeout_ns; /* SO_RCVTIMEO currently set, -1 = unknown */
     int64_t snd_timeout_ns;
     /* Descriptors received (read_some of a UNIX socket), oldest first,
-     * until a packet that announced them claims them. */
+     * until a packet that announced them claims them, each with the
+     * stream offset of the byte it came on; rx_total counts the bytes
+     * read so far (UNIX sockets only). */
     int rx_fds[LVRPCI_RX_FDS_MAX];
+    uint64_t rx_fd_at[LVRPCI_RX_FDS_MAX];
     unsigned nrx_fds;
     int rx_fds_bad;         /* more arrived than fit, or were truncated */
+    uint64_t rx_total;
 };
 
 /* Connects a plain socket (unix or tcp) to the target. */

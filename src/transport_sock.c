@@ -123,7 +123,8 @@ static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov_in, int 
     return LVRPC_OK;
 }
 
-/* Keeps the descriptors a recvmsg() brought, oldest first; more than the
+/* Keeps the descriptors a recvmsg() brought, oldest first, with the
+ * offset of the read's last byte, the one that carried them; more than the
  * queue holds, or a truncated set, marks the transport bad (the packet that
  * claims them fails) and closes the excess: nothing leaks. */
 static void keep_rx_fds(lvrpci_transport *t, struct msghdr *mh)
@@ -137,6 +138,7 @@ static void keep_rx_fds(lvrpci_transport *t, struct msghdr *mh)
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
             if (t->nrx_fds < LVRPCI_RX_FDS_MAX) {
+                t->rx_fd_at[t->nrx_fds] = t->rx_total - 1;
                 t->rx_fds[t->nrx_fds++] = fd;
             } else {
                 close(fd);
@@ -170,8 +172,12 @@ static ssize_t receive(lvrpci_transport *t, void *buf, size_t len)
     mh.msg_control = ctl.space;
     mh.msg_controllen = sizeof(ctl.space);
     n = recvmsg(t->fd, &mh, MSG_CMSG_CLOEXEC);
-    if (n >= 0)
+    if (n > 0) {
+        t->rx_total += (uint64_t)n;
         keep_rx_fds(t, &mh);
+    } else if (n == 0 && mh.msg_controllen) {
+        keep_rx_fds(t, &mh); /* nothing to claim them: queued to be closed */
+    }
     return n;
 }
 

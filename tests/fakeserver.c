@@ -17,6 +17,12 @@
  * shuts down its write side and drains the socket until the client closes:
  * closing with unread input would send a TCP reset, which may discard the
  * partial reply before the client has read it.
+ *
+ * Descriptors (fakeserver.h): a UNIX connection's reads are recvmsg()s whose
+ * descriptors are queued in c->rx_fds; a complete CALL_WITH_FDS moves its
+ * share into c->call_fds for handle_packet(), which closes whatever the
+ * procedure did not use.  Descriptors a reply carries wait in c->tx_fds
+ * until the reply is flushed, then go one per dummy byte (send_tx_fds()).
  */
 #define _GNU_SOURCE
 #include "fakeserver.h"
@@ -39,12 +45,15 @@
 
 #define FK_PROG_REMOTE 0x20008086u
 #define FK_PROG_KEEPALIVE 0x6b656570u
+#define FK_PROG_LXC 0x00068000u
 #define FK_VERS 1u
 
 #define FK_TYPE_CALL 0
 #define FK_TYPE_REPLY 1
 #define FK_TYPE_MESSAGE 2
 #define FK_TYPE_STREAM 3
+#define FK_TYPE_CALL_WITH_FDS 4
+#define FK_TYPE_REPLY_WITH_FDS 5
 #define FK_TYPE_STREAM_HOLE 6
 
 #define FK_STATUS_OK 0
@@ -64,6 +73,11 @@
 #define FK_PROC_STORAGE_VOL_DOWNLOAD 209
 #define FK_PROC_DOMAIN_SCREENSHOT 211
 #define FK_PROC_DOMAIN_OPEN_CHANNEL 296
+#define FK_PROC_DOMAIN_OPEN_GRAPHICS 249
+#define FK_LXC_PROC_OPEN_NAMESPACE 1
+
+/* Descriptors per packet (REMOTE_MESSAGE_NUM_FDS_MAX). */
+#define FK_NUM_FDS_MAX 32u
 
 #define FK_PROC_PING 1
 #define FK_PROC_PONG 2
@@ -112,6 +126,14 @@ typedef struct fake_conn {
     fk_buf out;
     fk_buf scratch;
     fk_stream streams[FK_MAX_STREAMS];
+    int is_unix;            /* descriptors may pass */
+    int rx_fds[FAKE_RX_FDS_MAX]; /* received, oldest first, not yet claimed */
+    unsigned nrx_fds;
+    int rx_fds_bad;         /* some were dropped (queue full, truncated) */
+    int call_fds[FK_NUM_FDS_MAX]; /* those of the call being handled */
+    unsigned ncall_fds;
+    int tx_fds[FK_NUM_FDS_MAX];   /* to send after the reply being built */
+    unsigned ntx_fds;
     struct fake_conn *next;
 } fake_conn;
 
@@ -156,6 +178,9 @@ struct fake_server {
     atomic_uint_fast64_t stream_finishes;
     atomic_uint_fast64_t stream_aborts;
     atomic_uint_fast64_t stream_dropped;
+    atomic_uint_fast64_t fds_calls;
+    atomic_uint_fast64_t fds_received;
+    atomic_uint_fast64_t fds_sent;
 };
 
 /* What the connection loop does after a packet. */
@@ -192,6 +217,10 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_MAX_REPLY] = "MAX_REPLY",
     [FAKE_AUTH_SASL_ONLY] = "AUTH_SASL_ONLY",
     [FAKE_REFUSE_OPEN] = "REFUSE_OPEN",
+    [FAKE_FDS_MISSING] = "FDS_MISSING",
+    [FAKE_FDS_TOO_MANY] = "FDS_TOO_MANY",
+    [FAKE_FDS_NO_COUNT] = "FDS_NO_COUNT",
+    [FAKE_FDS_UNANNOUNCED] = "FDS_UNANNOUNCED",
 };
 
 const char *fake_behavior_name(fake_behavior b)
@@ -324,6 +353,15 @@ static uint32_t get_u32(fk_reader *r)
     return v;
 }
 
+static void get_skip(fk_reader *r, size_t n)
+{
+    if (r->bad || r->len - r->pos < n) {
+        r->bad = 1;
+        return;
+    }
+    r->pos += n;
+}
+
 /* Copies a string of at most size-1 bytes into buf (longer ones are bad). */
 static void get_string(fk_reader *r, char *buf, size_t size)
 {
@@ -424,12 +462,113 @@ static int fk_flush(fake_conn *c)
     return r;
 }
 
+/* Closes fds[0..*n) and empties the list. */
+static void close_fds(int *fds, unsigned *n)
+{
+    for (unsigned i = 0; i < *n; i++)
+        close(fds[i]);
+    *n = 0;
+}
+
+/* Queues the descriptors a recvmsg() brought (close-on-exec), in order;
+ * those that do not fit are closed and the queue marked bad. */
+static void keep_rx_fds(fake_conn *c, struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        size_t n;
+
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (c->nrx_fds < FAKE_RX_FDS_MAX) {
+                c->rx_fds[c->nrx_fds++] = fd;
+            } else {
+                close(fd);
+                c->rx_fds_bad = 1;
+            }
+        }
+    }
+    if (mh->msg_flags & MSG_CTRUNC)
+        c->rx_fds_bad = 1;
+}
+
+/* One receive into buf: recv(), or on a UNIX socket recvmsg(), which takes
+ * the descriptors passed (a plain recv() would have the kernel discard
+ * them).  Linux ends such a read right after the byte that carried them. */
+static ssize_t fk_receive(fake_conn *c, void *buf, size_t len)
+{
+    union {
+        char space[CMSG_SPACE(sizeof(int) * FK_NUM_FDS_MAX)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { buf, len };
+    struct msghdr mh;
+    ssize_t n;
+
+    if (!c->is_unix)
+        return recv(c->fd, buf, len, 0);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof(ctl.space);
+    n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n >= 0)
+        keep_rx_fds(c, &mh);
+    return n;
+}
+
+/* Sends one byte with descriptor fd attached (none when fd < 0). */
+static int fk_send_fd(fake_conn *c, int fd, unsigned char byte)
+{
+    union {
+        char space[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { &byte, 1 };
+    struct msghdr mh;
+
+    memset(&mh, 0, sizeof(mh));
+    memset(&ctl, 0, sizeof(ctl));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fd >= 0) {
+        struct cmsghdr *cm;
+
+        mh.msg_control = ctl.space;
+        mh.msg_controllen = sizeof(ctl.space);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    for (;;) {
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+
+        if (n == 1)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (fk_wait(c->srv, c->fd, POLLOUT, -1) < 0)
+                return -1;
+            continue;
+        }
+        return -1;
+    }
+}
+
 /* Reads what the socket has into c->in.  Returns the byte count, 0 at EOF
  * (or reset), -1 when stopping or on another error. */
 static ssize_t fk_read(fake_conn *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, 0);
+        ssize_t n = fk_receive(c, c->in.p + c->in.len, c->in.cap - c->in.len);
 
         if (n > 0) {
             c->in.len += (size_t)n;
@@ -515,22 +654,103 @@ static void put_domain(fk_buf *b, const char *name, int32_t id, int *oom)
     put_u32(b, (uint32_t)id, oom);
 }
 
-/* Appends to b what a correct server answers to the remote-program CALL
- * (hdr, body).  strict: refuse non-handshake calls before CONNECT_OPEN. */
+static int is_handshake_proc(uint32_t prog, int32_t proc)
+{
+    return prog == FK_PROG_REMOTE &&
+           (proc == FK_PROC_AUTH_LIST || proc == FK_PROC_CONNECT_OPEN ||
+            proc == FK_PROC_CONNECT_SUPPORTS_FEATURE || proc == FK_PROC_CONNECT_CLOSE);
+}
+
+/* Decodes a domain reference (name, uuid, id) into name. */
+static void get_domain(fk_reader *r, char *name, size_t size)
+{
+    get_string(r, name, size);
+    get_skip(r, 16);
+    get_u32(r);
+}
+
+/* LXC_DOMAIN_OPEN_NAMESPACE: FAKE_NS_FDS pipes whose read ends go to
+ * c->tx_fds (sent after the reply), holding "ns-<i>\n" and at EOF. */
+static void lxc_open_namespace(fake_conn *c, fk_buf *b, const unsigned char *hdr,
+                               const unsigned char *body, size_t blen, int *oom)
+{
+    fk_reader r = { body, blen, 0, 0 };
+    char name[256];
+    size_t st;
+
+    get_domain(&r, name, sizeof(name));
+    get_u32(&r); /* flags */
+    if (r.bad || r.pos != r.len) {
+        error_reply(b, hdr, 39, 7, "fake: cannot decode the arguments", oom);
+        return;
+    }
+    close_fds(c->tx_fds, &c->ntx_fds);
+    for (unsigned i = 0; i < FAKE_NS_FDS; i++) {
+        int p[2];
+        char msg[32];
+        int n = snprintf(msg, sizeof(msg), "ns-%u\n", i);
+
+        if (pipe2(p, O_CLOEXEC) < 0) {
+            close_fds(c->tx_fds, &c->ntx_fds);
+            error_reply(b, hdr, 38, 7, "fake: pipe failed", oom);
+            return;
+        }
+        if (write(p[1], msg, (size_t)n) != n) {
+            close(p[0]);
+            close(p[1]);
+            close_fds(c->tx_fds, &c->ntx_fds);
+            error_reply(b, hdr, 38, 7, "fake: write to a pipe failed", oom);
+            return;
+        }
+        close(p[1]);
+        c->tx_fds[c->ntx_fds++] = p[0];
+    }
+    st = begin_packet(b, FK_PROG_LXC, FK_VERS, FK_LXC_PROC_OPEN_NAMESPACE,
+                      FK_TYPE_REPLY_WITH_FDS, get_be32(hdr + 16), FK_STATUS_OK, oom);
+    put_u32(b, c->ntx_fds, oom);
+    end_packet(b, st, *oom);
+}
+
+/* DOMAIN_OPEN_GRAPHICS's work: "fake-fd-<i>\n" into each descriptor of the
+ * call, which are then closed. */
+static void write_call_fds(fake_conn *c)
+{
+    for (unsigned i = 0; i < c->ncall_fds; i++) {
+        char msg[32];
+        int n = snprintf(msg, sizeof(msg), "fake-fd-%u\n", i);
+
+        if (write(c->call_fds[i], msg, (size_t)n) != n)
+            CTR_ADD(c->srv, bad_packets); /* not writable: the test sees it */
+    }
+    close_fds(c->call_fds, &c->ncall_fds);
+}
+
+/* Appends to b what a correct server answers to the remote- or LXC-program
+ * CALL (hdr, body: the arguments, after any descriptor count).  strict:
+ * refuse non-handshake calls before CONNECT_OPEN.  A reply with descriptors
+ * leaves them in c->tx_fds. */
 static void normal_reply(fake_conn *c, fk_buf *b, const unsigned char *hdr,
                          const unsigned char *body, size_t blen, int strict,
                          int *oom)
 {
     fake_server *s = c->srv;
+    uint32_t prog = get_be32(hdr);
     int32_t proc = (int32_t)get_be32(hdr + 8);
     fk_reader r = { body, blen, 0, 0 };
     char name[256];
     size_t st;
 
-    if (strict && !c->opened && proc != FK_PROC_AUTH_LIST &&
-        proc != FK_PROC_CONNECT_OPEN && proc != FK_PROC_CONNECT_SUPPORTS_FEATURE &&
-        proc != FK_PROC_CONNECT_CLOSE) {
+    if (strict && !c->opened && !is_handshake_proc(prog, proc)) {
         error_reply(b, hdr, 39, 7, "fake: connection not open", oom);
+        return;
+    }
+    if (prog == FK_PROG_LXC) {
+        if (proc == FK_LXC_PROC_OPEN_NAMESPACE) {
+            lxc_open_namespace(c, b, hdr, body, blen, oom);
+        } else {
+            snprintf(name, sizeof(name), "unknown LXC procedure: %d", proc);
+            error_reply(b, hdr, 3, 7, name, oom);
+        }
         return;
     }
 
@@ -554,6 +774,11 @@ static void normal_reply(fake_conn *c, fk_buf *b, const unsigned char *hdr,
     }
     case FK_PROC_DOMAIN_LOOKUP_BY_NAME:
         get_string(&r, name, sizeof(name));
+        break;
+    case FK_PROC_DOMAIN_OPEN_GRAPHICS:
+        get_domain(&r, name, sizeof(name));
+        get_u32(&r); /* idx */
+        get_u32(&r); /* flags */
         break;
     case FK_PROC_CONNECT_SUPPORTS_FEATURE:
     case FK_PROC_CONNECT_LIST_ALL_DOMAINS:
@@ -593,6 +818,9 @@ static void normal_reply(fake_conn *c, fk_buf *b, const unsigned char *hdr,
         break;
     case FK_PROC_DOMAIN_LOOKUP_BY_NAME:
         put_domain(b, name, 1, oom);
+        break;
+    case FK_PROC_DOMAIN_OPEN_GRAPHICS:
+        write_call_fds(c);
         break;
     case FK_PROC_CONNECT_LIST_ALL_DOMAINS: {
         unsigned n = atomic_load_explicit(&s->list_count, memory_order_relaxed);
@@ -635,13 +863,54 @@ static uint32_t xorshift32(uint32_t *x)
     return *x;
 }
 
+/* Sends the descriptors of the reply just put in c->out (c->tx_fds): the
+ * output first, then one dummy byte per descriptor (over TCP the bytes
+ * alone: nothing can pass); closes them either way (send 0: only closes).
+ * Returns 0, or -1 when the connection failed. */
+static int send_tx_fds(fake_conn *c, int send)
+{
+    unsigned sent = 0;
+    int r = 0;
+
+    if (c->ntx_fds && send) {
+        r = fk_flush(c);
+        for (unsigned i = 0; i < c->ntx_fds && r == 0; i++) {
+            r = fk_send_fd(c, c->is_unix ? c->tx_fds[i] : -1, 0);
+            if (r == 0 && c->is_unix)
+                sent++;
+        }
+    }
+    close_fds(c->tx_fds, &c->ntx_fds);
+    /* counted once our copies are closed: a test that sees the count may
+     * count the process's descriptors */
+    CTR_ADDN(c->srv, fds_sent, sent);
+    return r;
+}
+
+/* Appends rep (one reply packet) to o as a REPLY_WITH_FDS whose count is
+ * count, or with no count at all (count < 0). */
+static void put_as_fds_reply(fk_buf *o, const fk_buf *rep, long count, int *oom)
+{
+    size_t st = o->len;
+
+    put_bytes(o, rep->p, FK_PACKET_MIN, oom);
+    if (*oom)
+        return;
+    set_be32(o->p + st + 16, FK_TYPE_REPLY_WITH_FDS);
+    if (count >= 0) {
+        put_u32(o, (uint32_t)count, oom);
+        put_bytes(o, rep->p + FK_PACKET_MIN, rep->len - FK_PACKET_MIN, oom);
+    }
+    end_packet(o, st, *oom);
+}
+
 /* Performs fault b for the CALL (hdr, body).  Returns an fk_next value. */
 static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
                        const unsigned char *body, size_t blen)
 {
     fake_server *s = c->srv;
     fk_buf *o = &c->out, *rep = &c->scratch;
-    int oom = 0;
+    int oom = 0, whole = 0; /* whole: rep went out as it is */
     size_t st, i;
 
     CTR_ADD(s, faults);
@@ -713,6 +982,7 @@ static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
     case FAKE_WRONG_SERIAL:
         set_be32(rep->p + 20, get_be32(rep->p + 20) ^ 0x5a5a0000u);
         put_bytes(o, rep->p, rep->len, &oom);
+        whole = 1;
         break;
     case FAKE_WRONG_PROGRAM:
         set_be32(rep->p + 4, 0x12345678u);
@@ -763,18 +1033,56 @@ static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
             fk_sleep(s, atomic_load(&s->slow_ms)) < 0)
             return FK_ABORT;
         put_bytes(o, rep->p, rep->len, &oom);
+        whole = 1;
         break;
     case FAKE_PING_FIRST:
         ping_packet(o, FK_PROC_PING, &oom);
         if (oom || fk_flush(c) < 0)
             return FK_ABORT;
         put_bytes(o, rep->p, rep->len, &oom);
+        whole = 1;
         break;
-    default:
-        put_bytes(o, rep->p, rep->len, &oom);
+    case FAKE_FDS_MISSING: {
+        static const unsigned char dummies[2];
+
+        put_as_fds_reply(o, rep, 2, &oom);
+        put_bytes(o, dummies, sizeof(dummies), &oom); /* and no SCM_RIGHTS */
         break;
     }
-    return oom ? FK_ABORT : FK_CONTINUE;
+    case FAKE_FDS_TOO_MANY:
+        put_as_fds_reply(o, rep, (long)FK_NUM_FDS_MAX + 1, &oom);
+        break;
+    case FAKE_FDS_NO_COUNT:
+        put_as_fds_reply(o, rep, -1, &oom);
+        break;
+    case FAKE_FDS_UNANNOUNCED: {
+        int p[2], r;
+
+        if (!c->is_unix) { /* nothing can pass: just the reply */
+            put_bytes(o, rep->p, rep->len, &oom);
+        } else {
+            if (fk_flush(c) < 0 || pipe2(p, O_CLOEXEC) < 0)
+                return FK_ABORT;
+            r = fk_send_fd(c, p[0], rep->p[0]);
+            close(p[0]);
+            close(p[1]);
+            if (r != 0)
+                return FK_ABORT;
+            put_bytes(o, rep->p + 1, rep->len - 1, &oom);
+        }
+        whole = 1;
+        break;
+    }
+    default:
+        put_bytes(o, rep->p, rep->len, &oom);
+        whole = 1;
+        break;
+    }
+    if (oom)
+        return FK_ABORT;
+    /* A reply that carries descriptors (LXC) gets them only when it went
+     * out whole; a broken one's are closed. */
+    return send_tx_fds(c, whole) < 0 ? FK_ABORT : FK_CONTINUE;
 }
 
 /* ------------------------------------------------------------------ streams */
@@ -999,19 +1307,14 @@ static int stream_input(fake_conn *c, const unsigned char *hdr, const unsigned c
     return oom ? FK_ABORT : next;
 }
 
-static int is_handshake_proc(int32_t proc)
-{
-    return proc == FK_PROC_AUTH_LIST || proc == FK_PROC_CONNECT_OPEN ||
-           proc == FK_PROC_CONNECT_SUPPORTS_FEATURE ||
-           proc == FK_PROC_CONNECT_CLOSE;
-}
-
 static int is_call_fault(fake_behavior b)
 {
-    return b >= FAKE_GARBAGE && b <= FAKE_MAX_REPLY;
+    return (b >= FAKE_GARBAGE && b <= FAKE_MAX_REPLY) ||
+           (b >= FAKE_FDS_MISSING && b <= FAKE_FDS_UNANNOUNCED);
 }
 
-/* Handles one complete packet p[0..len).  Returns an fk_next value. */
+/* Handles one complete packet p[0..len) (a CALL_WITH_FDS's descriptors are
+ * in c->call_fds).  Returns an fk_next value. */
 static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
 {
     fake_server *s = c->srv;
@@ -1036,18 +1339,25 @@ static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
     if (prog == FK_PROG_REMOTE && vers == FK_VERS &&
         (type == FK_TYPE_STREAM || type == FK_TYPE_STREAM_HOLE))
         return stream_input(c, hdr, body, blen);
-    if (prog != FK_PROG_REMOTE || vers != FK_VERS || type != FK_TYPE_CALL) {
+    if ((prog != FK_PROG_REMOTE && prog != FK_PROG_LXC) || vers != FK_VERS ||
+        (type != FK_TYPE_CALL && type != FK_TYPE_CALL_WITH_FDS)) {
         CTR_ADD(s, bad_packets); /* events, strangers: ignored */
         return FK_CONTINUE;
+    }
+    if (type == FK_TYPE_CALL_WITH_FDS) { /* the count (conn_main read it) */
+        body += 4;
+        blen -= 4;
     }
 
     CTR_ADD(s, calls);
     if (b == FAKE_INSTANT) {
         normal_reply(c, &c->out, hdr, body, blen, 0, &oom);
-        return oom ? FK_ABORT : FK_CONTINUE;
+        if (oom)
+            return FK_ABORT;
+        return send_tx_fds(c, 1) < 0 ? FK_ABORT : FK_CONTINUE;
     }
 
-    hs = is_handshake_proc(proc);
+    hs = is_handshake_proc(prog, proc);
     if (hs)
         CTR_ADD(s, handshake_calls);
     else if (!c->opened)
@@ -1067,7 +1377,7 @@ static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
     if (fault)
         return fault_reply(c, b, hdr, body, blen);
 
-    if (b == FAKE_AUTH_SASL_ONLY && proc == FK_PROC_AUTH_LIST) {
+    if (b == FAKE_AUTH_SASL_ONLY && hs && proc == FK_PROC_AUTH_LIST) {
         size_t st = begin_packet(&c->out, prog, vers, proc, FK_TYPE_REPLY,
                                  get_be32(hdr + 16), FK_STATUS_OK, &oom);
 
@@ -1075,16 +1385,18 @@ static int handle_packet(fake_conn *c, const unsigned char *p, size_t len)
         put_u32(&c->out, 1, &oom);
         put_u32(&c->out, 1, &oom); /* REMOTE_AUTH_SASL */
         end_packet(&c->out, st, oom);
-    } else if (b == FAKE_REFUSE_OPEN && proc == FK_PROC_CONNECT_OPEN) {
+    } else if (b == FAKE_REFUSE_OPEN && hs && proc == FK_PROC_CONNECT_OPEN) {
         CTR_ADD(s, faults);
         error_reply(&c->out, hdr, FAKE_REFUSE_CODE, FAKE_REFUSE_DOMAIN,
                     FAKE_REFUSE_MESSAGE, &oom);
-    } else if (c->opened && is_stream_proc(proc)) {
+    } else if (c->opened && prog == FK_PROG_REMOTE && is_stream_proc(proc)) {
         int next = stream_open(c, hdr, &oom);
 
         return oom ? FK_ABORT : next;
     } else {
         normal_reply(c, &c->out, hdr, body, blen, 1, &oom);
+        if (!oom && send_tx_fds(c, 1) < 0)
+            return FK_ABORT;
     }
     return oom ? FK_ABORT : FK_CONTINUE;
 }
@@ -1109,25 +1421,59 @@ static void *conn_main(void *arg)
         /* Answer every complete packet, then write all answers at once. */
         while (next == FK_CONTINUE && c->in.len - c->in_pos >= 4) {
             const unsigned char *p = c->in.p + c->in_pos;
-            uint32_t plen = get_be32(p);
+            uint32_t plen = get_be32(p), nfds = 0;
+            size_t need;
 
             if (plen < FK_PACKET_MIN || plen > FK_PACKET_MAX) {
                 CTR_ADD(s, bad_packets);
                 next = FK_ABORT;
                 break;
             }
-            if (c->in.len - c->in_pos < plen) {
+            need = plen;
+            if (c->in.len - c->in_pos >= FK_PACKET_MIN &&
+                get_be32(p + 16) == FK_TYPE_CALL_WITH_FDS) {
+                /* the count, then (after the packet) a dummy byte each */
+                if (plen < FK_PACKET_MIN + 4 || !c->is_unix) {
+                    CTR_ADD(s, bad_packets);
+                    next = FK_ABORT;
+                    break;
+                }
+                if (c->in.len - c->in_pos >= FK_PACKET_MIN + 4) {
+                    nfds = get_be32(p + FK_PACKET_MIN);
+                    if (nfds > FK_NUM_FDS_MAX) {
+                        CTR_ADD(s, bad_packets);
+                        next = FK_ABORT;
+                        break;
+                    }
+                    need += nfds;
+                }
+            }
+            if (c->in.len - c->in_pos < need) {
                 size_t have = c->in.len - c->in_pos;
 
                 memmove(c->in.p, p, have);
                 c->in.len = have;
                 c->in_pos = 0;
-                if (plen > c->in.cap && buf_reserve(&c->in, plen - have) < 0)
+                if (need + 4 > c->in.cap && buf_reserve(&c->in, need + 4 - have) < 0)
                     next = FK_ABORT;
                 break;
             }
+            if (nfds) { /* their dummy bytes are in: so are they */
+                if (c->rx_fds_bad || c->nrx_fds < nfds) {
+                    CTR_ADD(s, bad_packets);
+                    next = FK_ABORT;
+                    break;
+                }
+                memcpy(c->call_fds, c->rx_fds, nfds * sizeof(int));
+                c->ncall_fds = nfds;
+                c->nrx_fds -= nfds;
+                memmove(c->rx_fds, c->rx_fds + nfds, c->nrx_fds * sizeof(int));
+                CTR_ADD(s, fds_calls);
+                CTR_ADDN(s, fds_received, nfds);
+            }
             next = handle_packet(c, p, plen);
-            c->in_pos += plen;
+            close_fds(c->call_fds, &c->ncall_fds); /* those not used */
+            c->in_pos += need;
             if (next == FK_CONTINUE && c->out.len >= FK_OUT_FLUSH &&
                 fk_flush(c) < 0)
                 next = FK_ABORT;
@@ -1142,6 +1488,9 @@ static void *conn_main(void *arg)
 out:
     if (peer_closed)
         CTR_ADD(s, closed_by_peer);
+    close_fds(c->rx_fds, &c->nrx_fds);
+    close_fds(c->call_fds, &c->ncall_fds);
+    close_fds(c->tx_fds, &c->ntx_fds);
     close(c->fd);
     c->fd = -1;
     buf_free(&c->in);
@@ -1189,6 +1538,7 @@ static void start_conn(fake_server *s, int fd, int tcp)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->srv = s;
     c->fd = fd;
+    c->is_unix = !tcp;
     CTR_ADD(s, accepted);
     atomic_fetch_add(&s->active, 1);
     if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
@@ -1445,6 +1795,9 @@ void fake_server_get_stats(fake_server *s, fake_stats *out)
     out->stream_finishes = CTR_GET(s, stream_finishes);
     out->stream_aborts = CTR_GET(s, stream_aborts);
     out->stream_dropped = CTR_GET(s, stream_dropped);
+    out->fds_calls = CTR_GET(s, fds_calls);
+    out->fds_received = CTR_GET(s, fds_received);
+    out->fds_sent = CTR_GET(s, fds_sent);
 }
 
 uint64_t fake_server_connections(fake_server *s)

@@ -27,7 +27,29 @@
  *               against fake_stream_byte (stats.stream_rx_mismatch);
  *               the client's finish (STREAM/OK) -> STREAM/OK, its abort
  *               (STREAM/ERROR) -> STREAM/ERROR with FAKE_ABORT_MESSAGE, as
- *               libvirtd does; packets of streams that are gone are dropped.
+ *               libvirtd does; packets of streams that are gone are dropped;
+ *   descriptors (UNIX sockets; see "Descriptors" below)
+ *               DOMAIN_OPEN_GRAPHICS (249) -> an empty reply, after writing
+ *               "fake-fd-<i>\n" into the i-th descriptor that came with the
+ *               call and closing it;
+ *               LXC_DOMAIN_OPEN_NAMESPACE (program 0x00068000 version 1,
+ *               procedure 1) -> REPLY_WITH_FDS with FAKE_NS_FDS descriptors:
+ *               the read ends of pipes holding "ns-<i>\n" whose write ends
+ *               the fake has closed (so each reads that, then EOF); the fake
+ *               closes its copies once they are sent.
+ *
+ * Descriptors.  On a UNIX connection the fake reads with recvmsg(), keeping
+ * the descriptors passed to it in arrival order (at most FAKE_RX_FDS_MAX
+ * waiting; the excess is closed).  A CALL_WITH_FDS (type 4; a 4-byte count
+ * before the arguments, at most 32) is handled once its count of dummy bytes
+ * has arrived too; it takes that many descriptors from the queue, and when
+ * fewer are there (or the count is above 32) the call is counted in
+ * stats.bad_packets and the connection closed.  Such calls are counted in
+ * stats.fds_calls and their descriptors in stats.fds_received; procedures
+ * other than DOMAIN_OPEN_GRAPHICS ignore them.  Descriptors the fake sends go
+ * after the whole reply packet, one sendmsg() of one '\0' byte each
+ * (stats.fds_sent), as libvirtd sends them.  The fake closes every
+ * descriptor it received or made as soon as it is done with it.
  *
  * A behaviour (fake_behavior) decides how the fake answers.  Fault behaviours
  * apply to the first non-handshake call of each connection, or to every
@@ -91,6 +113,21 @@ typedef enum fake_behavior {
     FAKE_REFUSE_OPEN,     /* handshake: CONNECT_OPEN gets an error reply
                            * (code 5 VIR_ERR_NO_CONNECT, domain 13,
                            * message FAKE_REFUSE_MESSAGE) */
+    /* Descriptor faults (call faults, like GARBAGE..MAX_REPLY): */
+    FAKE_FDS_MISSING,     /* the reply as REPLY_WITH_FDS announcing 2
+                           * descriptors, followed by 2 plain dummy bytes
+                           * with no SCM_RIGHTS; kept open */
+    FAKE_FDS_TOO_MANY,    /* the reply as REPLY_WITH_FDS with a count of 33
+                           * (one over the limit) and no descriptors; kept
+                           * open */
+    FAKE_FDS_NO_COUNT,    /* a REPLY_WITH_FDS that is only the 28-byte
+                           * header (no count); kept open */
+    FAKE_FDS_UNANNOUNCED, /* the correct reply (with its descriptors, if
+                           * any), but its first byte is sent with an
+                           * SCM_RIGHTS descriptor attached (a pipe end the
+                           * client never asked for; the fake closes its
+                           * copy); UNIX sockets only, over TCP the reply
+                           * is merely correct */
     FAKE_BEHAVIOR_COUNT
 } fake_behavior;
 
@@ -149,6 +186,10 @@ static inline unsigned char fake_stream_byte(uint64_t i)
 #define FAKE_BAD_ARRAY_COUNT_VALUE 1000000000u
 #define FAKE_MAX_PACKET (33554432u + 4u)
 #define FAKE_MAX_REPLY_BYTES (FAKE_MAX_PACKET - 32u)
+/* Descriptors in a LXC_DOMAIN_OPEN_NAMESPACE reply. */
+#define FAKE_NS_FDS 3u
+/* Received descriptors a connection holds until calls claim them. */
+#define FAKE_RX_FDS_MAX 64u
 
 typedef struct fake_server fake_server;
 
@@ -185,6 +226,10 @@ typedef struct fake_stats {
     uint64_t stream_finishes;   /* finishes confirmed */
     uint64_t stream_aborts;     /* client aborts answered */
     uint64_t stream_dropped;    /* packets of unknown (ended) streams */
+    uint64_t fds_calls;         /* CALL_WITH_FDS packets accepted */
+    uint64_t fds_received;      /* descriptors they carried */
+    uint64_t fds_sent;          /* descriptors sent with replies, counted
+                                 * once the fake has closed its copies */
 } fake_stats;
 
 /* Starts a server.  Returns 0 and *out, or -1 with errno set (and a message

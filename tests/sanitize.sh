@@ -11,6 +11,7 @@ case $kind in
     # The concurrency tests: Shared and Direct mode under load and faults.
     tests="test_shared:tests/test_shared.c,tests/fakeserver.c
            test_faults:tests/test_faults.c,tests/fakeserver.c
+           test_fds:tests/test_fds.c,tests/fakeserver.c
            test_integration:tests/test_integration.c
            test_events:tests/test_events.c
            test_tls:tests/test_tls.c
@@ -25,6 +26,7 @@ case $kind in
            test_events:tests/test_events.c
            test_shared:tests/test_shared.c,tests/fakeserver.c
            test_faults:tests/test_faults.c,tests/fakeserver.c
+           test_fds:tests/test_fds.c,tests/fakeserver.c
            test_tls:tests/test_tls.c
            test_streams:tests/test_streams.c,tests/fakeserver.c"
     export ASAN_OPTIONS="detect_leaks=1 exitcode=66" UBSAN_OPTIONS="print_stacktrace=1"
