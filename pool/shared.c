@@ -393,15 +393,20 @@ static int place(pool *p, waiter *w, pconn **out)
 
 /* Every write to a pooled socket: one whole packet, or a batch of whole
  * packets, under the connection's write lock so that packets never
- * interleave.  On failure part of it may be out, so the socket is shut down
- * and the reader turns that into the connection's death. */
+ * interleave.  body, when not NULL, is the packet's body, sent from its
+ * file after iov (the transport must have sendfile_all).  On failure part
+ * of it may be out, so the socket is shut down and the reader turns that
+ * into the connection's death. */
 static int locked_write(pconn *pc, lvrpci_conn *conn, const struct iovec *iov, int n,
-                        int64_t deadline)
+                        const lvrpci_file_span *body, int64_t deadline)
 {
     int rc;
 
     pthread_mutex_lock(&pc->wlock);
-    rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
+    if (body)
+        rc = conn->t->ops->sendfile_all(conn->t, iov, n, body, deadline);
+    else
+        rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
     pthread_mutex_unlock(&pc->wlock);
     if (rc != LVRPC_OK)
         conn->t->ops->shutdown(conn->t);
@@ -413,7 +418,7 @@ static int locked_write_buf(pconn *pc, lvrpci_conn *conn, const void *data, size
 {
     struct iovec iov = {(void *)data, len};
 
-    return locked_write(pc, conn, &iov, 1, deadline);
+    return locked_write(pc, conn, &iov, 1, NULL, deadline);
 }
 
 /* The deadline of writes no caller's call bounds (the reader's, queued
@@ -1084,7 +1089,13 @@ static int pool_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
     return LVRPC_OK;
 }
 
-static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline)
+/* A stream's packet is written as a caller writes a call: counted in
+ * pc->writers, so that the connection outlives the write, and under
+ * pc->wlock (locked_write).  body as there; NULL for packets in memory.
+ * Returns LVRPCI_NO_SENDFILE, having sent nothing, when body is given and
+ * the connection's transport cannot send files. */
+static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
+                        const lvrpci_file_span *body, int64_t deadline)
 {
     pool *p = st->engine;
     sreg *r = st->impl;
@@ -1098,6 +1109,8 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         rc = lvrpci_set_error(&r->cause);
     else if (!pc || !pc->up || !pc->conn)
         rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the stream's connection is gone");
+    else if (body && !pc->conn->t->ops->sendfile_all)
+        rc = LVRPCI_NO_SENDFILE;
     else {
         conn = pc->conn;
         __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
@@ -1111,9 +1124,20 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         return rc;
     /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
      * them on the shared socket. */
-    rc = locked_write(pc, conn, iov, n, deadline);
+    rc = locked_write(pc, conn, iov, n, body, deadline);
     writer_done(p, pc);
     return rc;
+}
+
+static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline)
+{
+    return stream_write(st, iov, n, NULL, deadline);
+}
+
+static int pool_stream_send_file(lvrpc_stream *st, const struct iovec *iov, int n,
+                                 const lvrpci_file_span *body, int64_t deadline)
+{
+    return stream_write(st, iov, n, body, deadline);
 }
 
 static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
@@ -1199,6 +1223,7 @@ static void pool_stream_release(lvrpc_stream *st, int reusable)
 static const lvrpci_stream_ops pool_stream_ops = {
     .open = pool_stream_open,
     .send = pool_stream_send,
+    .send_file = pool_stream_send_file,
     .next = pool_stream_next,
     .release = pool_stream_release,
 };
