@@ -428,12 +428,24 @@ static int send_file_packet(send_pump *p, off_t off, size_t len)
     return rc;
 }
 
+/* Whether a read at off finds the end of the file. */
+static int at_eof(int fd, off_t off)
+{
+    unsigned char byte;
+    ssize_t n;
+
+    while ((n = pread(fd, &byte, 1, off)) < 0 && errno == EINTR)
+        ;
+    return n == 0;
+}
+
 /* Sends [*off, end) of a regular file without copying it (end < 0: up to
  * its end).  A packet announces its length before its body goes out, so
  * the size is checked before each one: a file found shorter than end fails
  * with the stream still clean; one cut while its packet is being sent
  * drops the connection (send_file_packet).  *off advances; returns
- * LVRPCI_NO_SENDFILE when the transport cannot, before the first packet. */
+ * LVRPCI_NO_SENDFILE when the transport cannot (before the first packet) or
+ * the file goes on past its size: the copy path takes over at *off. */
 static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
 {
     while (end < 0 || *off < end) {
@@ -444,9 +456,10 @@ static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
         if (fstat(p->fd, &sb) < 0)
             return lvrpci_fail(LVRPC_ESYS, errno, "reading the local file: %s", strerror(errno));
         lim = end >= 0 && end < sb.st_size ? end : sb.st_size;
-        if (*off >= lim)
-            return end < 0 ? LVRPC_OK
-                           : lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
+        if (*off >= lim && end >= 0)
+            return lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
+        if (*off >= lim) /* the end, unless the size lied: then read the rest */
+            return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SENDFILE;
         n = lim - *off < (off_t)LVRPC_STREAM_CHUNK ? (size_t)(lim - *off) : LVRPC_STREAM_CHUNK;
         if ((rc = send_file_packet(p, *off, n)) != LVRPC_OK)
             return rc;
@@ -534,13 +547,16 @@ static int send_sparse(send_pump *p, off_t size)
     return LVRPC_OK;
 }
 
-/* Whether fd is a regular file open for reading: then the engine may send
- * it without a copy (a write-only fd fails in the copy path, cleanly). */
+/* Whether the engine may send fd without a copy: a regular file open for
+ * reading (a write-only fd fails in the copy path, cleanly) whose size can
+ * be trusted.  The pseudo-files of /proc and /sys occupy no blocks and
+ * their size says nothing about their content, so they are read. */
 static int zero_copy_source(int fd, const struct stat *sb)
 {
     int fl = fcntl(fd, F_GETFL);
 
-    return S_ISREG(sb->st_mode) && fl >= 0 && (fl & O_ACCMODE) != O_WRONLY;
+    return S_ISREG(sb->st_mode) && sb->st_blocks > 0 && fl >= 0 &&
+           (fl & O_ACCMODE) != O_WRONLY;
 }
 
 int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
