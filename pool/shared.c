@@ -73,7 +73,10 @@
  * in one), nobody would read the daemon's output and both sides would wait
  * for ever.  So the reader appends its packets (PONGs, PINGs, queued calls)
  * to pc->deferred and the connection's writer thread, started the first
- * time it is needed, writes them.
+ * time it is needed, writes them.  A file upload's packets (send_file:
+ * header, then the body by sendfile) are written like any other, under
+ * pc->wlock and counted in pc->writers, whole or not at all: a packet the
+ * file cannot complete shuts the socket down, as any failed write does.
  *
  * Events.  Event messages of connection 0 are copied by route_message()
  * into the events engine's queue (src/events.c), whose dispatch thread runs

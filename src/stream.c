@@ -1,6 +1,16 @@
 /* stream.c - the stream logic both engines share: packets of data, holes,
  * the end of data, finish and abort.  The engines only move packets
- * (lvrpci_stream_ops). */
+ * (lvrpci_stream_ops).
+ *
+ * lvrpc_stream_send_fd hands a regular file's data to the engine's
+ * send_file, packet by packet, so that plain sockets send it with
+ * sendfile() and no copy (TLS, pipes and files whose size means nothing,
+ * like /proc's, are read into a buffer and sent as lvrpc_stream_send does).
+ * A packet's length goes out before its body, so it is taken from the
+ * file's size just before: a file found shorter is an error with the
+ * stream still in step (it is aborted); one cut while a packet is on its
+ * way leaves that packet unfinishable, and the connection is dropped.
+ */
 #include "config.h"
 
 #include <arpa/inet.h>

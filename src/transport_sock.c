@@ -5,6 +5,15 @@
  * SO_RCVTIMEO/SO_SNDTIMEO, which are only changed when the time left is
  * clearly shorter than the value already set, so the fast path makes no
  * extra setsockopt() call.
+ *
+ * File uploads (sendfile_all): a stream packet's 28-byte prefix goes with
+ * MSG_MORE and its body by sendfile(), from the page cache to the socket
+ * without passing through user space, so that an upload costs the client
+ * neither the read into a buffer nor the copy into the socket.  The packet
+ * must still be whole: what sendfile() leaves undone (a file that cannot
+ * be spliced, or an error) is finished by reading and sending, and if the
+ * file has lost those bytes meanwhile the packet cannot be finished and the
+ * caller must drop the connection.
  */
 #include "config.h"
 

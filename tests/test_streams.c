@@ -5,9 +5,14 @@
  *                  and a directory pool (tests/libvirtd-storage-up.sh):
  *   roundtrip      a 64 MiB random file uploaded to a volume and downloaded
  *                  again, byte for byte equal, Direct and Shared, over TCP,
- *                  UNIX and TLS (TLS when the build and the daemon have it)
+ *                  UNIX and TLS (TLS when the build and the daemon have it);
+ *                  over TCP and UNIX all of it went by sendfile, over TLS
+ *                  none (the sendfile() hook below counts)
  *   sparse         a file with holes uploaded and downloaded as a sparse
- *                  stream keeps its holes (st_blocks) and its content
+ *                  stream keeps its holes (st_blocks) and its content; its
+ *                  data ranges went by sendfile
+ *   pipe source    an upload read from a pipe takes the copy path, intact,
+ *                  both modes, TCP and UNIX
  *   concurrency    4 streams (2 uploads, 2 downloads) and 16 threads of
  *                  ordinary calls at once on ONE Shared connection
  *   slow consumer  a Shared download left unread: memory stays bounded
@@ -29,6 +34,12 @@
  *                  one (errors, never a short read), a hole on a stream that
  *                  is not sparse, a stream whose connection dies fails
  *                  promptly, lvrpc_close() wakes a blocked recv
+ *   broken files   an upload whose file shrinks between packets: an error,
+ *                  the stream aborted, the connection kept; one cut in the
+ *                  middle of a packet being sent (the sendfile() hook
+ *                  truncates it there): an error, the connection dropped,
+ *                  no partial packet reaches the server, the handle goes
+ *                  on; a socket failing under sendfile raises no SIGPIPE
  *
  * LVRPCT_SCALE (default 1; 8 under valgrind) divides the transfer sizes.
  */
