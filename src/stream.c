@@ -521,7 +521,7 @@ static int send_range(send_pump *p, off_t off, off_t end)
     rc = send_range_zero_copy(p, &pos, end);
     /* Reading to EOF leaves the file position at the end, as read() does,
      * and the copy path (when the transport cannot) goes on from there. */
-    if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && rc == LVRPC_OK)
+    if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && (rc == LVRPC_OK || rc == LVRPCI_NO_SENDFILE))
         rc = lvrpci_fail(LVRPC_ESYS, errno, "seeking the local file: %s", strerror(errno));
     if (rc != LVRPCI_NO_SENDFILE)
         return rc;

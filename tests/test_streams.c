@@ -1918,6 +1918,7 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
     lvrpc_client *c = open_fake_on(s, use_unix, mode);
     lvrpc_stream *st = NULL;
     fake_stats f0, f1;
+    lvrpc_stats l0, l1 = {0};
     int fd = pattern_file(4 * MIB);
 
     if (!c || fd < 0) {
@@ -1926,6 +1927,7 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
         return;
     }
     fake_server_get_stats(s, &f0);
+    lvrpc_get_stats(c, &l0);
     LVRPCT_ASSERT_OK(open_upload(c, 0, &st));
     if (st) {
         int rc;
@@ -1943,6 +1945,16 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
     LVRPCT_ASSERT_INT(f1.stream_rx_bytes - f0.stream_rx_bytes, 4 * 262120);
     LVRPCT_ASSERT_INT(f1.stream_rx_mismatch, 0);
     LVRPCT_ASSERT_INT(f1.bad_packets - f0.bad_packets, 0);
+    /* Shared: a call that starts before the reader has seen the failed
+     * write would still pick the dying connection (and fail with it), so
+     * wait until the connection has been re-opened */
+    for (int64_t t0 = now_ms(); mode == LVRPC_MODE_SHARED && now_ms() - t0 < 5000;
+         usleep(10000)) {
+        lvrpc_get_stats(c, &l1);
+        if (l1.reconnects > l0.reconnects)
+            break;
+    }
+    LVRPCT_ASSERT(mode != LVRPC_MODE_SHARED || l1.reconnects > l0.reconnects);
     LVRPCT_ASSERT_OK(lib_version(c));
     sendfile_fault(SF_CUT, -1);
     close(fd);
