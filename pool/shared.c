@@ -73,7 +73,10 @@
  * in one), nobody would read the daemon's output and both sides would wait
  * for ever.  So the reader appends its packets (PONGs, PINGs, queued calls)
  * to pc->deferred and the connection's writer thread, started the first
- * time it is needed, writes them.
+ * time it is needed, writes them.  A file upload's packets (send_file:
+ * header, then the body by sendfile) are written like any other, under
+ * pc->wlock and counted in pc->writers, whole or not at all: a packet the
+ * file cannot complete shuts the socket down, as any failed write does.
  *
  * Descriptors.  A call that passes file descriptors (CALL_WITH_FDS, UNIX
  * sockets only) is never queued: it is placed at once on the UP connection
@@ -426,15 +429,22 @@ static int place(pool *p, waiter *w, pconn **out)
 
 /* Every write to a pooled socket: one whole packet, or a batch of whole
  * packets, under the connection's write lock so that packets never
- * interleave.  On failure part of it may be out, so the socket is shut down
- * and the reader turns that into the connection's death. */
+ * interleave.  body, when not NULL, is the packet's body, sent from its
+ * file after iov (the transport must have sendfile_all); fds_of, when not
+ * NULL, is a CALL_WITH_FDS whose descriptors follow it.  On failure part
+ * of it may be out, so the socket is shut down and the reader turns that
+ * into the connection's death. */
 static int locked_write(pconn *pc, lvrpci_conn *conn, const struct iovec *iov, int n,
-                        const lvrpci_call *fds_of, int64_t deadline)
+                        const lvrpci_file_span *body, const lvrpci_call *fds_of,
+                        int64_t deadline)
 {
     int rc;
 
     pthread_mutex_lock(&pc->wlock);
-    rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
+    if (body)
+        rc = conn->t->ops->sendfile_all(conn->t, iov, n, body, deadline);
+    else
+        rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
     if (rc == LVRPC_OK && fds_of) /* a CALL_WITH_FDS: its descriptors follow it */
         rc = lvrpci_conn_send_fds(conn, fds_of, deadline);
     pthread_mutex_unlock(&pc->wlock);
@@ -448,7 +458,7 @@ static int locked_write_buf(pconn *pc, lvrpci_conn *conn, const void *data, size
 {
     struct iovec iov = {(void *)data, len};
 
-    return locked_write(pc, conn, &iov, 1, NULL, deadline);
+    return locked_write(pc, conn, &iov, 1, NULL, NULL, deadline);
 }
 
 /* The deadline of writes no caller's call bounds (the reader's, queued
@@ -465,7 +475,7 @@ static void send_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t d
     struct iovec iov = {w->pkt.data, w->pkt.len};
     int rc;
 
-    rc = locked_write(pc, conn, &iov, 1, w->call->nfds ? w->call : NULL, deadline);
+    rc = locked_write(pc, conn, &iov, 1, NULL, w->call->nfds ? w->call : NULL, deadline);
     if (rc != LVRPC_OK) { /* take the call back unless the reader failed it */
         lvrpc_error e = *lvrpci_error();
         pthread_mutex_lock(&p->lock);
@@ -1131,7 +1141,13 @@ static int pool_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
     return LVRPC_OK;
 }
 
-static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline)
+/* A stream's packet is written as a caller writes a call: counted in
+ * pc->writers, so that the connection outlives the write, and under
+ * pc->wlock (locked_write).  body as there; NULL for packets in memory.
+ * Returns LVRPCI_NO_SENDFILE, having sent nothing, when body is given and
+ * the connection's transport cannot send files. */
+static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
+                        const lvrpci_file_span *body, int64_t deadline)
 {
     pool *p = st->engine;
     sreg *r = st->impl;
@@ -1145,6 +1161,8 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         rc = lvrpci_set_error(&r->cause);
     else if (!pc || !pc->up || !pc->conn)
         rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the stream's connection is gone");
+    else if (body && !pc->conn->t->ops->sendfile_all)
+        rc = LVRPCI_NO_SENDFILE;
     else {
         conn = pc->conn;
         __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
@@ -1158,9 +1176,20 @@ static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, in
         return rc;
     /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
      * them on the shared socket. */
-    rc = locked_write(pc, conn, iov, n, NULL, deadline);
+    rc = locked_write(pc, conn, iov, n, body, NULL, deadline);
     writer_done(p, pc);
     return rc;
+}
+
+static int pool_stream_send(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline)
+{
+    return stream_write(st, iov, n, NULL, deadline);
+}
+
+static int pool_stream_send_file(lvrpc_stream *st, const struct iovec *iov, int n,
+                                 const lvrpci_file_span *body, int64_t deadline)
+{
+    return stream_write(st, iov, n, body, deadline);
 }
 
 static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
@@ -1246,6 +1275,7 @@ static void pool_stream_release(lvrpc_stream *st, int reusable)
 static const lvrpci_stream_ops pool_stream_ops = {
     .open = pool_stream_open,
     .send = pool_stream_send,
+    .send_file = pool_stream_send_file,
     .next = pool_stream_next,
     .release = pool_stream_release,
 };

@@ -236,6 +236,16 @@ static int direct_stream_send(lvrpc_stream *st, const struct iovec *iov, int n,
     return lvrpci_transport_writev(c->t, iov, n, deadline);
 }
 
+static int direct_stream_send_file(lvrpc_stream *st, const struct iovec *iov, int n,
+                                   const lvrpci_file_span *body, int64_t deadline)
+{
+    lvrpci_conn *c = st->impl;
+
+    if (!c->t->ops->sendfile_all)
+        return LVRPCI_NO_SENDFILE;
+    return c->t->ops->sendfile_all(c->t, iov, n, body, deadline);
+}
+
 static int direct_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
                               const unsigned char **body, size_t *len)
 {
@@ -276,6 +286,7 @@ static void direct_stream_release(lvrpc_stream *st, int reusable)
 static const lvrpci_stream_ops direct_stream_ops = {
     .open = direct_stream_open,
     .send = direct_stream_send,
+    .send_file = direct_stream_send_file,
     .next = direct_stream_next,
     .release = direct_stream_release,
 };

@@ -170,6 +170,13 @@ void *lvrpci_reply_alloc(xdrproc_t xdr_ret, size_t size);
 
 typedef struct lvrpci_transport lvrpci_transport;
 
+/* A packet body taken from a file: len bytes of fd from offset off. */
+typedef struct lvrpci_file_span {
+    int fd;
+    off_t off;
+    size_t len;
+} lvrpci_file_span;
+
 /* The operations beneath a connection.  deadline is a monotonic time in ns,
  * 0 for none.  read/write report failures through the error record. */
 typedef struct lvrpci_transport_ops {
@@ -182,6 +189,14 @@ typedef struct lvrpci_transport_ops {
     /* Optional: writes all of iov[0..n) as one packet (NULL: the caller
      * copies into one buffer and uses write_all). */
     int (*writev_all)(lvrpci_transport *t, const struct iovec *iov, int n, int64_t deadline);
+    /* Optional: writes iov[0..n) (a packet's length word and header) and
+     * then the body span, as one packet, the body going from the file to
+     * the socket without a copy through user space (NULL: the transport
+     * cannot, e.g. TLS).  A file that cannot be spliced is copied instead.
+     * On failure part of the packet may be out (the file shrank or failed
+     * mid-packet, or the socket did): the connection is unusable. */
+    int (*sendfile_all)(lvrpci_transport *t, const struct iovec *iov, int n,
+                        const lvrpci_file_span *body, int64_t deadline);
     /* Makes blocked and later reads and writes fail at once.  May be called
      * from any thread while another thread is inside read/write. */
     void (*shutdown)(lvrpci_transport *t);
@@ -295,6 +310,9 @@ int lvrpci_conn_is_stale(lvrpci_conn *c);
 
 /* ------------------------------------------------------------------ streams */
 
+/* send_file's "not on this transport": not an lvrpc_err (those are >= 0). */
+#define LVRPCI_NO_SENDFILE (-1)
+
 /* What an engine provides for streams.  The common logic (chunking, holes,
  * end, finish, abort) is in src/stream.c. */
 typedef struct lvrpci_stream_ops {
@@ -303,6 +321,12 @@ typedef struct lvrpci_stream_ops {
     int (*open)(void *engine, lvrpci_call *call, int64_t deadline, lvrpc_stream *st);
     /* Sends one whole packet given as iovecs (header first). */
     int (*send)(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline);
+    /* Sends one data packet whose body is read from a file (iov: the length
+     * word and header), with the transport's sendfile_all and the same
+     * locking as send.  Returns LVRPCI_NO_SENDFILE, having sent nothing and
+     * recorded no error, when the stream's transport has no sendfile_all. */
+    int (*send_file)(lvrpc_stream *st, const struct iovec *iov, int n,
+                     const lvrpci_file_span *body, int64_t deadline);
     /* The next packet of this stream; body stays valid until the next call. */
     int (*next)(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,
                 const unsigned char **body, size_t *len);

@@ -1,10 +1,21 @@
 /* stream.c - the stream logic both engines share: packets of data, holes,
  * the end of data, finish and abort.  The engines only move packets
- * (lvrpci_stream_ops). */
+ * (lvrpci_stream_ops).
+ *
+ * lvrpc_stream_send_fd hands a regular file's data to the engine's
+ * send_file, packet by packet, so that plain sockets send it with
+ * sendfile() and no copy (TLS, pipes and files whose size means nothing,
+ * like /proc's, are read into a buffer and sent as lvrpc_stream_send does).
+ * A packet's length goes out before its body, so it is taken from the
+ * file's size just before: a file found shorter is an error with the
+ * stream still in step (it is aborted); one cut while a packet is on its
+ * way leaves that packet unfinishable, and the connection is dropped.
+ */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,16 +44,25 @@ static void close_stream(lvrpc_stream *st, int reusable)
     st->ops->release(st, reusable);
 }
 
+/* Fills hdr with the length word and header of a packet of the stream
+ * whose body is len bytes. */
+static void put_prefix(lvrpc_stream *st, unsigned char hdr[LVRPCI_PACKET_MIN], int type,
+                       int status, size_t len)
+{
+    lvrpci_header h = {st->prog, st->vers, st->proc, type, st->serial, status};
+    uint32_t n = htonl((uint32_t)(LVRPCI_PACKET_MIN + len));
+
+    memcpy(hdr, &n, 4);
+    lvrpci_header_put(hdr + LVRPCI_LEN_WORD, &h);
+}
+
 /* Sends one stream packet: header + body. */
 static int send_packet(lvrpc_stream *st, int type, int status, const void *body, size_t len)
 {
     unsigned char hdr[LVRPCI_PACKET_MIN];
-    lvrpci_header h = {st->prog, st->vers, st->proc, type, st->serial, status};
     struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)body, len}};
-    uint32_t n = htonl((uint32_t)(sizeof(hdr) + len));
 
-    memcpy(hdr, &n, 4);
-    lvrpci_header_put(hdr + LVRPCI_LEN_WORD, &h);
+    put_prefix(st, hdr, type, status, len);
     return st->ops->send(st, iov, len ? 2 : 1, deadline_of(st));
 }
 
@@ -384,17 +404,95 @@ static int progress(lvrpc_progress_cb cb, void *opaque, uint64_t done, uint64_t 
     return LVRPC_OK;
 }
 
-/* Sends [off, end) of fd as data. */
-static int send_range(lvrpc_stream *st, int fd, unsigned char *buf, off_t off, off_t end,
-                      uint64_t *done, uint64_t total, lvrpc_progress_cb cb, void *opaque)
+/* The state of one lvrpc_stream_send_fd. */
+typedef struct send_pump {
+    lvrpc_stream *st;
+    int fd;
+    int zero_copy;        /* a readable regular file: try the engine's send_file */
+    unsigned char *buf;   /* the copy path's buffer, made on first use */
+    uint64_t done, total;
+    lvrpc_progress_cb cb;
+    void *opaque;
+} send_pump;
+
+static int pump_moved(send_pump *p, uint64_t n)
 {
+    p->done += n;
+    return progress(p->cb, p->opaque, p->done, p->total, p->st);
+}
+
+/* One data packet of len bytes of the file at off, sent by the engine
+ * straight from the file.  LVRPCI_NO_SENDFILE: the stream's transport
+ * cannot (nothing sent). */
+static int send_file_packet(send_pump *p, off_t off, size_t len)
+{
+    unsigned char hdr[LVRPCI_PACKET_MIN];
+    struct iovec iov = {hdr, sizeof(hdr)};
+    lvrpci_file_span body = {p->fd, off, len};
+    int rc;
+
+    put_prefix(p->st, hdr, LVRPC_STREAM, LVRPC_STATUS_CONTINUE, len);
+    rc = p->st->ops->send_file(p->st, &iov, 1, &body, deadline_of(p->st));
+    if (rc != LVRPC_OK && rc != LVRPCI_NO_SENDFILE)
+        close_stream(p->st, 0); /* as lvrpc_stream_send: the packet may be cut */
+    return rc;
+}
+
+/* Whether a read at off finds the end of the file. */
+static int at_eof(int fd, off_t off)
+{
+    unsigned char byte;
+    ssize_t n;
+
+    while ((n = pread(fd, &byte, 1, off)) < 0 && errno == EINTR)
+        ;
+    return n == 0;
+}
+
+/* Sends [*off, end) of a regular file without copying it (end < 0: up to
+ * its end).  A packet announces its length before its body goes out, so
+ * the size is checked before each one: a file found shorter than end fails
+ * with the stream still clean; one cut while its packet is being sent
+ * drops the connection (send_file_packet).  *off advances; returns
+ * LVRPCI_NO_SENDFILE when the transport cannot (before the first packet) or
+ * the file goes on past its size: the copy path takes over at *off. */
+static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
+{
+    while (end < 0 || *off < end) {
+        struct stat sb;
+        off_t lim;
+        size_t n;
+        int rc;
+        if (fstat(p->fd, &sb) < 0)
+            return lvrpci_fail(LVRPC_ESYS, errno, "reading the local file: %s", strerror(errno));
+        lim = end >= 0 && end < sb.st_size ? end : sb.st_size;
+        if (*off >= lim && end >= 0)
+            return lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
+        if (*off >= lim) /* the end, unless the size lied: then read the rest */
+            return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SENDFILE;
+        n = lim - *off < (off_t)LVRPC_STREAM_CHUNK ? (size_t)(lim - *off) : LVRPC_STREAM_CHUNK;
+        if ((rc = send_file_packet(p, *off, n)) != LVRPC_OK)
+            return rc;
+        *off += (off_t)n;
+        if ((rc = pump_moved(p, n)) != LVRPC_OK)
+            return rc;
+    }
+    return LVRPC_OK;
+}
+
+/* Sends [off, end) of fd by reading it into a buffer (end < 0: read()
+ * until EOF, from the file position). */
+static int send_range_copy(send_pump *p, off_t off, off_t end)
+{
+    if (!p->buf && !(p->buf = malloc(PUMP_CHUNK)))
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
     while (end < 0 || off < end) {
         size_t want = PUMP_CHUNK;
         ssize_t n;
         int rc;
         if (end >= 0 && (off_t)want > end - off)
             want = (size_t)(end - off);
-        n = end >= 0 ? pread(fd, buf, want, off) : read(fd, buf, want);
+        n = end >= 0 ? pread(p->fd, p->buf, want, off) : read(p->fd, p->buf, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -402,63 +500,91 @@ static int send_range(lvrpc_stream *st, int fd, unsigned char *buf, off_t off, o
         if (n == 0)
             return end < 0 ? LVRPC_OK
                            : lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
-        if ((rc = lvrpc_stream_send(st, buf, (size_t)n)) != LVRPC_OK)
+        if ((rc = lvrpc_stream_send(p->st, p->buf, (size_t)n)) != LVRPC_OK)
             return rc;
         off += n;
-        *done += (uint64_t)n;
-        if ((rc = progress(cb, opaque, *done, total, st)) != LVRPC_OK)
+        if ((rc = pump_moved(p, (uint64_t)n)) != LVRPC_OK)
             return rc;
     }
     return LVRPC_OK;
 }
 
+/* Sends [off, end) of fd as data (end < 0: from the file position to
+ * EOF): without a copy when the file and the transport allow it. */
+static int send_range(send_pump *p, off_t off, off_t end)
+{
+    off_t pos = off;
+    int rc;
+
+    if (!p->zero_copy || (end < 0 && (pos = lseek(p->fd, 0, SEEK_CUR)) < 0))
+        return send_range_copy(p, off, end);
+    rc = send_range_zero_copy(p, &pos, end);
+    /* Reading to EOF leaves the file position at the end, as read() does,
+     * and the copy path (when the transport cannot) goes on from there. */
+    if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && (rc == LVRPC_OK || rc == LVRPCI_NO_SENDFILE))
+        rc = lvrpci_fail(LVRPC_ESYS, errno, "seeking the local file: %s", strerror(errno));
+    if (rc != LVRPCI_NO_SENDFILE)
+        return rc;
+    p->zero_copy = 0;
+    return send_range_copy(p, pos, end);
+}
+
 /* A sparse regular file: data ranges as data, the rest as holes. */
-static int send_sparse(lvrpc_stream *st, int fd, unsigned char *buf, off_t size,
-                       uint64_t *done, uint64_t total, lvrpc_progress_cb cb, void *opaque)
+static int send_sparse(send_pump *p, off_t size)
 {
     off_t pos = 0;
 
     while (pos < size) {
-        off_t data = lseek(fd, pos, SEEK_DATA), hole;
+        off_t data = lseek(p->fd, pos, SEEK_DATA), hole;
         int rc;
         if (data < 0)
             data = size; /* no more data: the rest is a hole */
         if (data > pos) {
-            if ((rc = lvrpc_stream_send_hole(st, data - pos)) != LVRPC_OK)
+            if ((rc = lvrpc_stream_send_hole(p->st, data - pos)) != LVRPC_OK)
                 return rc;
-            *done += (uint64_t)(data - pos);
-            if ((rc = progress(cb, opaque, *done, total, st)) != LVRPC_OK)
+            if ((rc = pump_moved(p, (uint64_t)(data - pos))) != LVRPC_OK)
                 return rc;
             pos = data;
             continue;
         }
-        hole = lseek(fd, pos, SEEK_HOLE);
+        hole = lseek(p->fd, pos, SEEK_HOLE);
         if (hole < 0 || hole > size)
             hole = size;
-        if ((rc = send_range(st, fd, buf, pos, hole, done, total, cb, opaque)) != LVRPC_OK)
+        if ((rc = send_range(p, pos, hole)) != LVRPC_OK)
             return rc;
         pos = hole;
     }
     return LVRPC_OK;
 }
 
+/* Whether the engine may send fd without a copy: a regular file open for
+ * reading (a write-only fd fails in the copy path, cleanly) whose size can
+ * be trusted.  The pseudo-files of /proc and /sys occupy no blocks and
+ * their size says nothing about their content, so they are read. */
+static int zero_copy_source(int fd, const struct stat *sb)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    return S_ISREG(sb->st_mode) && sb->st_blocks > 0 && fl >= 0 &&
+           (fl & O_ACCMODE) != O_WRONLY;
+}
+
 int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
                          void *opaque)
 {
-    unsigned char *buf;
+    send_pump p = {st, fd, 0, NULL, 0, total, cb, opaque};
     struct stat sb;
-    uint64_t done = 0;
-    int rc = check_open(st);
+    int rc = check_open(st), have_stat;
 
     if (rc != LVRPC_OK)
         return rc;
-    if (!(buf = malloc(PUMP_CHUNK)))
-        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
-    if ((st->flags & LVRPC_STREAM_SPARSE) && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
-        rc = send_sparse(st, fd, buf, sb.st_size, &done, total, cb, opaque);
+    have_stat = fstat(fd, &sb) == 0;
+    p.zero_copy = have_stat && st->ops->send_file && zero_copy_source(fd, &sb);
+    if ((st->flags & LVRPC_STREAM_SPARSE) && have_stat && S_ISREG(sb.st_mode))
+        rc = send_sparse(&p, sb.st_size);
     else
-        rc = send_range(st, fd, buf, 0, -1, &done, total, cb, opaque);
-    free(buf);
+        rc = send_range(&p, 0, -1);
+    free(p.buf);
     if (rc == LVRPC_OK)
         rc = lvrpc_stream_finish(st);
     else if (st->state != LVRPCI_ST_CLOSED) {

@@ -5,6 +5,20 @@
  * SO_RCVTIMEO/SO_SNDTIMEO, which are only changed when the time left is
  * clearly shorter than the value already set, so the fast path makes no
  * extra setsockopt() call.
+ *
+ * File uploads (sendfile_all): a stream packet's 28-byte prefix goes with
+ * MSG_MORE and its body by sendfile(), from the page cache to the socket
+ * without passing through user space, so that an upload costs the client
+ * neither the read into a buffer nor the copy into the socket.  The packet
+ * must still be whole: what sendfile() leaves undone (a file that cannot
+ * be spliced, or an error) is finished by reading and sending, and if the
+ * file has lost those bytes meanwhile the packet cannot be finished and the
+ * caller must drop the connection.
+ *
+ * File descriptors (UNIX sockets only, unix_ops): each goes on a dummy
+ * byte of its own after the packet that announced it; reads use recvmsg()
+ * and queue what arrives, with the stream offset of the byte it came on,
+ * for the conn layer to match against the packet's dummy bytes.
  */
 #include "config.h"
 
@@ -14,8 +28,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -84,8 +101,9 @@ static int sock_write_all(lvrpci_transport *t, const void *buf, size_t len, int6
     return LVRPC_OK;
 }
 
-static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov_in, int n,
-                           int64_t deadline)
+/* Writes iov[0..n) whole; flags adds MSG_MORE when a body follows. */
+static int sock_writev_flags(lvrpci_transport *t, const struct iovec *iov_in, int n, int flags,
+                             int64_t deadline)
 {
     struct iovec iov[8];
     struct msghdr mh;
@@ -105,7 +123,7 @@ static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov_in, int 
         memset(&mh, 0, sizeof(mh));
         mh.msg_iov = iov + i;
         mh.msg_iovlen = (size_t)(n - i);
-        w = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        w = sendmsg(t->fd, &mh, MSG_NOSIGNAL | flags);
         if (w < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                 continue;
@@ -179,6 +197,113 @@ static ssize_t receive(lvrpci_transport *t, void *buf, size_t len)
         keep_rx_fds(t, &mh); /* nothing to claim them: queued to be closed */
     }
     return n;
+}
+
+static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov, int n,
+                           int64_t deadline)
+{
+    return sock_writev_flags(t, iov, n, 0, deadline);
+}
+
+/* sendfile() has no MSG_NOSIGNAL: on a connection the daemon has reset it
+ * raises SIGPIPE (aimed at the calling thread).  So SIGPIPE is blocked in
+ * this thread around it, and one that it raised is taken back before the
+ * mask is restored, unless one was pending already. */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_restore(sigpipe_guard *g, int raised)
+{
+    if (raised && !g->was_pending) {
+        sigset_t pipe_set;
+        struct timespec zero = {0, 0};
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* The rest of a body that sendfile() did not send: read and sent with
+ * send().  A file that cannot be spliced is sent whole this way; otherwise
+ * the error that stopped sendfile shows here as what it is: the file's (it
+ * shrank, or a read failed) or the socket's. */
+static int body_by_copy(lvrpci_transport *t, const lvrpci_file_span *b, int64_t deadline)
+{
+    size_t cap = b->len < 65536 ? b->len : 65536, left = b->len;
+    unsigned char *buf = malloc(cap);
+    off_t off = b->off;
+    int rc = LVRPC_OK;
+
+    if (!buf)
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory");
+    while (rc == LVRPC_OK && left > 0) {
+        ssize_t n = pread(b->fd, buf, left < cap ? left : cap, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = lvrpci_fail(LVRPC_ESYS, errno, "reading the local file: %s (mid-packet: "
+                             "the connection is dropped)", strerror(errno));
+        else if (n == 0)
+            rc = lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending (mid-packet: "
+                             "the connection is dropped)");
+        else
+            rc = sock_write_all(t, buf, (size_t)n, deadline);
+        if (n > 0) {
+            off += n;
+            left -= (size_t)n;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The header with MSG_MORE, so that it leaves with the body's first
+ * segment, then the body by sendfile(): from the page cache to the socket,
+ * with no copy in user space. */
+static int sock_sendfile_all(lvrpci_transport *t, const struct iovec *iov, int n,
+                             const lvrpci_file_span *body, int64_t deadline)
+{
+    lvrpci_file_span rest = *body;
+    sigpipe_guard g;
+    int rc, epipe = 0;
+
+    rc = sock_writev_flags(t, iov, n, rest.len ? MSG_MORE : 0, deadline);
+    if (rc != LVRPC_OK || rest.len == 0)
+        return rc;
+    sigpipe_block(&g);
+    while (rc == LVRPC_OK && rest.len > 0) {
+        ssize_t w;
+        if (lvrpci_sock_set_timeout(t, 1, deadline) != LVRPC_OK) {
+            rc = lvrpci_fail(LVRPC_ETIMEDOUT, ETIMEDOUT, "timed out sending to the daemon");
+            break;
+        }
+        w = sendfile(t->fd, rest.fd, &rest.off, rest.len); /* advances rest.off */
+        if (w > 0)
+            rest.len -= (size_t)w;
+        else if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        else {
+            epipe |= w < 0 && errno == EPIPE;
+            rc = body_by_copy(t, &rest, deadline); /* 0: the file ended early */
+            break;
+        }
+    }
+    sigpipe_restore(&g, epipe);
+    return rc;
 }
 
 static ssize_t sock_read_some(lvrpci_transport *t, void *buf, size_t len, int64_t deadline)
@@ -268,6 +393,7 @@ const lvrpci_transport_ops lvrpci_sock_ops = {
     .write_all = sock_write_all,
     .read_some = sock_read_some,
     .writev_all = sock_writev_all,
+    .sendfile_all = sock_sendfile_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
 };
@@ -277,6 +403,7 @@ static const lvrpci_transport_ops unix_ops = {
     .write_all = sock_write_all,
     .read_some = sock_read_some,
     .writev_all = sock_writev_all,
+    .sendfile_all = sock_sendfile_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
     .send_fds = sock_send_fds,

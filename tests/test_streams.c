@@ -5,9 +5,14 @@
  *                  and a directory pool (tests/libvirtd-storage-up.sh):
  *   roundtrip      a 64 MiB random file uploaded to a volume and downloaded
  *                  again, byte for byte equal, Direct and Shared, over TCP,
- *                  UNIX and TLS (TLS when the build and the daemon have it)
+ *                  UNIX and TLS (TLS when the build and the daemon have it);
+ *                  over TCP and UNIX all of it went by sendfile, over TLS
+ *                  none (the sendfile() hook below counts)
  *   sparse         a file with holes uploaded and downloaded as a sparse
- *                  stream keeps its holes (st_blocks) and its content
+ *                  stream keeps its holes (st_blocks) and its content; its
+ *                  data ranges went by sendfile
+ *   pipe source    an upload read from a pipe takes the copy path, intact,
+ *                  both modes, TCP and UNIX
  *   concurrency    4 streams (2 uploads, 2 downloads) and 16 threads of
  *                  ordinary calls at once on ONE Shared connection
  *   slow consumer  a Shared download left unread: memory stays bounded
@@ -29,6 +34,12 @@
  *                  one (errors, never a short read), a hole on a stream that
  *                  is not sparse, a stream whose connection dies fails
  *                  promptly, lvrpc_close() wakes a blocked recv
+ *   broken files   an upload whose file shrinks between packets: an error,
+ *                  the stream aborted, the connection kept; one cut in the
+ *                  middle of a packet being sent (the sendfile() hook
+ *                  truncates it there): an error, the connection dropped,
+ *                  no partial packet reaches the server, the handle goes
+ *                  on; a socket failing under sendfile raises no SIGPIPE
  *
  * LVRPCT_SCALE (default 1; 8 under valgrind) divides the transfer sizes.
  */
@@ -44,7 +55,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +98,49 @@ static int open_mode(const char *uri, lvrpc_mode mode, unsigned pool, unsigned t
         fprintf(stderr, "lvrpc_open(%s, %s) failed: %s: %s\n", uri, lvrpct_mode_name(mode),
                 lvrpc_strerror(rc), lvrpc_last_message());
     return rc;
+}
+
+/* ------------------------------------------------------------ sendfile */
+
+/* This program defines sendfile(): the library's calls resolve to it (the
+ * executable comes first in symbol lookup), so that the tests can tell the
+ * zero-copy upload path from the copy path, and break an upload at an exact
+ * offset in the middle of a packet: a file truncated there, as by a
+ * truncate racing with the upload, or a socket that fails there.  It makes
+ * the system call itself. */
+enum { SF_CUT, SF_SHUT };
+static uint64_t sf_bytes;        /* bytes sent by sendfile (atomic) */
+static int sf_fault = SF_CUT;    /* what sf_fault_at does (set before it) */
+static int64_t sf_fault_at = -1; /* when >= 0: the first call whose range holds
+                                  * it first truncates its file there (SF_CUT)
+                                  * or shuts its socket's sending side down
+                                  * (SF_SHUT) (atomic) */
+
+ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    int64_t at = __atomic_load_n(&sf_fault_at, __ATOMIC_ACQUIRE);
+    long n;
+
+    if (at >= 0 && offset && *offset <= at && at < *offset + (off_t)count &&
+        __atomic_compare_exchange_n(&sf_fault_at, &at, -1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE) &&
+        (sf_fault == SF_CUT ? ftruncate(in_fd, (off_t)at) : shutdown(out_fd, SHUT_WR)) < 0)
+        fprintf(stderr, "sendfile test hook: %s\n", strerror(errno));
+    n = syscall(SYS_sendfile, out_fd, in_fd, offset, count);
+    if (n > 0)
+        __atomic_add_fetch(&sf_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+    return (ssize_t)n;
+}
+
+static void sendfile_fault(int kind, int64_t at)
+{
+    sf_fault = kind;
+    __atomic_store_n(&sf_fault_at, at, __ATOMIC_RELEASE);
+}
+
+static uint64_t sendfile_bytes(void)
+{
+    return __atomic_load_n(&sf_bytes, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------ files */
@@ -372,27 +429,34 @@ static void vol_delete(lvrpc_client *c, const char *name)
     lvrpc_reply_free(r);
 }
 
-/* Uploads the file at path into volume name. */
-static int upload_file(lvrpc_client *c, const char *name, const char *path, int sparse)
+/* Uploads what fd holds (until EOF) into volume name. */
+static int upload_fd(lvrpc_client *c, const char *name, int fd, uint64_t total, int sparse)
 {
     lvrpc_stream *st = NULL;
     lvrpc_vol_ref *v;
     void *r;
-    int fd, rc;
+    int rc;
 
     if ((rc = vol_get(c, name, &v, &r)) != LVRPC_OK)
         return rc;
     lvrpc_storage_vol_upload_args a = {*v, 0, 0, sparse ? VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM : 0};
-    if ((fd = open(path, O_RDONLY)) < 0) {
-        lvrpc_reply_free(r);
-        return LVRPC_ESYS;
-    }
     rc = lvrpc_storage_vol_upload_stream(c, &a, sparse ? LVRPC_STREAM_SPARSE : 0, &st);
     if (rc == LVRPC_OK)
-        rc = lvrpc_stream_send_fd(st, fd, (uint64_t)file_size(path), NULL, NULL);
+        rc = lvrpc_stream_send_fd(st, fd, total, NULL, NULL);
     lvrpc_stream_free(st);
-    close(fd);
     lvrpc_reply_free(r);
+    return rc;
+}
+
+/* Uploads the file at path into volume name. */
+static int upload_file(lvrpc_client *c, const char *name, const char *path, int sparse)
+{
+    int fd = open(path, O_RDONLY), rc;
+
+    if (fd < 0)
+        return LVRPC_ESYS;
+    rc = upload_fd(c, name, fd, (uint64_t)file_size(path), sparse);
+    close(fd);
     return rc;
 }
 
@@ -446,6 +510,7 @@ static void roundtrip(const char *uri, const char *transport, lvrpc_mode mode,
 {
     char vol[64], dst[PATH_MAX];
     lvrpc_client *c = NULL;
+    uint64_t sf0, sent;
     int64_t t0;
 
     snprintf(vol, sizeof(vol), "rt-%s-%s", transport, lvrpct_mode_name(mode));
@@ -455,10 +520,15 @@ static void roundtrip(const char *uri, const char *transport, lvrpc_mode mode,
         return;
     LVRPCT_ASSERT_OK(vol_create(c, vol, big_size()));
     t0 = now_ms();
+    sf0 = sendfile_bytes();
     LVRPCT_ASSERT_OK(upload_file(c, vol, src, 0));
+    sent = sendfile_bytes() - sf0;
     LVRPCT_ASSERT_OK(download_file(c, vol, dst, 0));
-    printf("\n    %s %s: %zu MiB up and down in %lld ms ", transport, lvrpct_mode_name(mode),
-           big_size() / MIB, (long long)(now_ms() - t0));
+    printf("\n    %s %s: %zu MiB up and down in %lld ms, %llu bytes by sendfile ", transport,
+           lvrpct_mode_name(mode), big_size() / MIB, (long long)(now_ms() - t0),
+           (unsigned long long)sent);
+    /* plain sockets send the file with sendfile, all of it; TLS copies */
+    LVRPCT_ASSERT_INT(sent, strcmp(transport, "tls") == 0 ? 0 : (long long)big_size());
     LVRPCT_ASSERT(files_equal(src, dst) == 1);
     LVRPCT_ASSERT_OK(ordinary_call(c)); /* the handle is still fine */
     vol_delete(c, vol);
@@ -536,6 +606,8 @@ static void test_sparse(void)
     for (size_t m = 0; m < 2; m++) {
         lvrpc_client *c = NULL;
         char vol[64];
+        uint64_t sf0;
+        long long sent;
 
         snprintf(vol, sizeof(vol), "sparse-%s", lvrpct_mode_name(modes[m]));
         snprintf(dst, sizeof(dst), "%s/%s.down", work_dir, vol);
@@ -544,7 +616,12 @@ static void test_sparse(void)
         if (!c)
             continue;
         LVRPCT_ASSERT_OK(vol_create(c, vol, size));
+        sf0 = sendfile_bytes();
         LVRPCT_ASSERT_OK(upload_file(c, vol, src, 1));
+        /* the data ranges went by sendfile, the holes as holes */
+        sent = (long long)(sendfile_bytes() - sf0);
+        lvrpct_assert(sent >= data && sent < data + (long long)MIB, __FILE__, __LINE__,
+                      "%lld bytes by sendfile, data %lld", sent, data);
         /* the daemon wrote holes as holes */
         lvrpct_assert(allocated(volpath) >= 0 && allocated(volpath) < data + 4 * (long long)MIB,
                       __FILE__, __LINE__, "volume %s: %lld bytes allocated of %zu (data %lld)",
@@ -566,6 +643,81 @@ static void test_sparse(void)
         vol_delete(c, vol);
         unlink(dst);
         lvrpc_close(c);
+    }
+    unlink(src);
+}
+
+/* --- a pipe as the source: the copy path */
+
+typedef struct pipe_feed {
+    int fd;             /* the pipe's write end, closed when done */
+    const char *path;   /* what to write into it */
+    int rc;
+} pipe_feed;
+
+static void *feed_pipe(void *arg)
+{
+    pipe_feed *f = arg;
+    unsigned char buf[65536];
+    int in = open(f->path, O_RDONLY);
+    ssize_t n = -1;
+
+    while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+        if (write(f->fd, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    f->rc = n == 0 ? 0 : -1;
+    if (in >= 0)
+        close(in);
+    close(f->fd);
+    return NULL;
+}
+
+static void pipe_upload(const char *uri, const char *transport, lvrpc_mode mode,
+                        const char *src, size_t len)
+{
+    char vol[64], dst[PATH_MAX];
+    lvrpc_client *c = NULL;
+    pthread_t th;
+    pipe_feed f = {-1, src, -1};
+    uint64_t sf0;
+    int p[2];
+
+    snprintf(vol, sizeof(vol), "pipe-%s-%s", transport, lvrpct_mode_name(mode));
+    snprintf(dst, sizeof(dst), "%s/%s.down", work_dir, vol);
+    LVRPCT_ASSERT_OK(open_mode(uri, mode, 0, 0, &c));
+    if (!c || pipe(p) < 0) {
+        lvrpc_close(c);
+        return;
+    }
+    LVRPCT_ASSERT_OK(vol_create(c, vol, len));
+    f.fd = p[1];
+    LVRPCT_ASSERT(pthread_create(&th, NULL, feed_pipe, &f) == 0);
+    sf0 = sendfile_bytes();
+    LVRPCT_ASSERT_OK(upload_fd(c, vol, p[0], 0, 0));
+    LVRPCT_ASSERT_INT(sendfile_bytes() - sf0, 0);
+    close(p[0]); /* a writer still blocked in write() gets EPIPE */
+    pthread_join(th, NULL);
+    LVRPCT_ASSERT_INT(f.rc, 0);
+    LVRPCT_ASSERT_OK(download_file(c, vol, dst, 0));
+    LVRPCT_ASSERT(files_equal(src, dst) == 1);
+    vol_delete(c, vol);
+    unlink(dst);
+    lvrpc_close(c);
+}
+
+/* The source is a pipe: no sendfile, the data read and copied, intact. */
+static void test_pipe_source(void)
+{
+    size_t len = (size_t)16 * MIB / scale;
+    char src[PATH_MAX];
+
+    snprintf(src, sizeof(src), "%s/pipe.src", work_dir);
+    LVRPCT_ASSERT(make_random_file(src, len, 3) == 0);
+    for (size_t m = 0; m < 2; m++) {
+        pipe_upload(sd.uri_tcp, "tcp", modes[m], src, len);
+        pipe_upload(sd.uri_unix, "unix", modes[m], src, len);
     }
     unlink(src);
 }
@@ -1659,6 +1811,186 @@ static void test_cli_console(void)
     fake_server_stop(s);
 }
 
+/* --- uploads from a file that breaks: the sendfile path's failures */
+
+/* A file of len bytes of fake_stream_byte, open for reading and writing
+ * (the tests shrink it); its name is unlinked.  -1 on failure. */
+static int pattern_file(size_t len)
+{
+    char path[] = "/tmp/lvrpct-up-XXXXXX";
+    unsigned char *buf = malloc(len);
+    int fd = mkstemp(path);
+
+    if (fd >= 0)
+        unlink(path);
+    for (size_t i = 0; buf && i < len; i++)
+        buf[i] = fake_stream_byte(i);
+    if (fd >= 0 && (!buf || write(fd, buf, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET))) {
+        close(fd);
+        fd = -1;
+    }
+    free(buf);
+    return fd;
+}
+
+static fake_server *start_fake_unix(void)
+{
+    fake_server *s = NULL;
+    fake_config cfg = {0};
+
+    cfg.unix_socket = 1;
+    if (fake_server_start(&cfg, &s) != 0)
+        lvrpct_hard_error("cannot start the fake server");
+    return s;
+}
+
+static lvrpc_client *open_fake_on(fake_server *s, int use_unix, lvrpc_mode mode)
+{
+    char uri[256];
+    lvrpc_client *c = NULL;
+
+    fake_server_uri(s, use_unix, uri, sizeof(uri));
+    LVRPCT_ASSERT_OK(open_mode(uri, mode, 0, 10000, &c));
+    return c;
+}
+
+static int shrink_at_1mib(uint64_t done, uint64_t total, void *opaque)
+{
+    int *fd = opaque;
+
+    (void)total;
+    if (*fd >= 0 && done >= MIB) {
+        if (ftruncate(*fd, 2 * MIB) < 0)
+            return -1;
+        *fd = -1;
+    }
+    return 0;
+}
+
+/* A file that shrinks between two packets (a sparse upload, which must send
+ * the size it found): the error, the stream aborted, the connection kept;
+ * the daemon got every byte up to the new end and no other. */
+static void test_shrink_between_packets(void)
+{
+    fake_server *s = start_fake();
+
+    for (size_t m = 0; s && m < 2; m++) {
+        lvrpc_client *c = open_fake(s, modes[m], 10000);
+        lvrpc_stream *st = NULL;
+        fake_stats f0, f1;
+        int fd = pattern_file(4 * MIB), cut = fd;
+
+        if (!c || fd < 0) {
+            LVRPCT_ASSERT(fd >= 0);
+            lvrpc_close(c);
+            continue;
+        }
+        fake_server_get_stats(s, &f0);
+        LVRPCT_ASSERT_OK(open_upload(c, LVRPC_STREAM_SPARSE, &st));
+        if (st) {
+            LVRPCT_ASSERT_RC(lvrpc_stream_send_fd(st, fd, 4 * MIB, shrink_at_1mib, &cut),
+                             LVRPC_ESYS);
+            lvrpct_assert(strstr(lvrpc_last_message(), "shrank") &&
+                          !strstr(lvrpc_last_message(), "mid-packet"), __FILE__, __LINE__,
+                          "message: %s", lvrpc_last_message());
+        }
+        lvrpc_stream_free(st);
+        LVRPCT_ASSERT_OK(lib_version(c));
+        fake_server_get_stats(s, &f1);
+        LVRPCT_ASSERT_INT(f1.stream_rx_bytes - f0.stream_rx_bytes, 2 * MIB);
+        LVRPCT_ASSERT_INT(f1.stream_rx_mismatch, 0);
+        LVRPCT_ASSERT_INT(f1.stream_aborts - f0.stream_aborts, 1);
+        LVRPCT_ASSERT_INT(f1.closed_by_peer - f0.closed_by_peer, 0);
+        close(fd);
+        lvrpc_close(c);
+    }
+    fake_server_stop(s);
+}
+
+/* Runs one upload of a 4 MiB file to the fake with a sendfile fault at
+ * 1 MiB + 1000 bytes (inside the fifth packet), over TCP or UNIX.  The
+ * packet cannot be completed: the upload fails, the daemon sees the
+ * connection close and never a partial packet, and the handle goes on
+ * (Shared reconnects, Direct opens another socket). */
+static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fault,
+                          const char *want)
+{
+    lvrpc_client *c = open_fake_on(s, use_unix, mode);
+    lvrpc_stream *st = NULL;
+    fake_stats f0, f1;
+    lvrpc_stats l0, l1 = {0};
+    int fd = pattern_file(4 * MIB);
+
+    if (!c || fd < 0) {
+        LVRPCT_ASSERT(fd >= 0);
+        lvrpc_close(c);
+        return;
+    }
+    fake_server_get_stats(s, &f0);
+    lvrpc_get_stats(c, &l0);
+    LVRPCT_ASSERT_OK(open_upload(c, 0, &st));
+    if (st) {
+        int rc;
+        sendfile_fault(fault, MIB + 1000);
+        rc = lvrpc_stream_send_fd(st, fd, 4 * MIB, NULL, NULL);
+        lvrpct_assert(rc != LVRPC_OK && strstr(lvrpc_last_message(), want), __FILE__, __LINE__,
+                      "%s %s: rc %d, message: %s", use_unix ? "unix" : "tcp",
+                      lvrpct_mode_name(mode), rc, lvrpc_last_message());
+        LVRPCT_ASSERT_INT(__atomic_load_n(&sf_fault_at, __ATOMIC_ACQUIRE), -1); /* it ran */
+    }
+    lvrpc_stream_free(st);
+    LVRPCT_ASSERT(fake_server_wait_closed_by_peer(s, f0.closed_by_peer + 1, 5000));
+    fake_server_get_stats(s, &f1);
+    /* four whole packets, then nothing of the fifth */
+    LVRPCT_ASSERT_INT(f1.stream_rx_bytes - f0.stream_rx_bytes, 4 * 262120);
+    LVRPCT_ASSERT_INT(f1.stream_rx_mismatch, 0);
+    LVRPCT_ASSERT_INT(f1.bad_packets - f0.bad_packets, 0);
+    /* Shared: a call that starts before the reader has seen the failed
+     * write would still pick the dying connection (and fail with it), so
+     * wait until the connection has been re-opened */
+    for (int64_t t0 = now_ms(); mode == LVRPC_MODE_SHARED && now_ms() - t0 < 5000;
+         usleep(10000)) {
+        lvrpc_get_stats(c, &l1);
+        if (l1.reconnects > l0.reconnects)
+            break;
+    }
+    LVRPCT_ASSERT(mode != LVRPC_MODE_SHARED || l1.reconnects > l0.reconnects);
+    LVRPCT_ASSERT_OK(lib_version(c));
+    sendfile_fault(SF_CUT, -1);
+    close(fd);
+    lvrpc_close(c);
+}
+
+/* A file cut in the middle of a packet that sendfile is sending. */
+static void test_shrink_mid_packet(void)
+{
+    fake_server *s = start_fake_unix();
+
+    for (size_t m = 0; s && m < 2; m++)
+        for (int u = 0; u < 2; u++)
+            broken_upload(s, u, modes[m], SF_CUT, "shrank while sending (mid-packet");
+    fake_server_stop(s);
+}
+
+/* The socket fails under sendfile, which has no MSG_NOSIGNAL: an error,
+ * and no SIGPIPE (the default action, to end the process, is in force). */
+static void test_sendfile_no_sigpipe(void)
+{
+    fake_server *s = start_fake_unix();
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+
+    for (size_t m = 0; s && m < 2; m++)
+        for (int u = 0; u < 2; u++) {
+            sigset_t pending, mask;
+            broken_upload(s, u, modes[m], SF_SHUT, "");
+            LVRPCT_ASSERT(sigpending(&pending) == 0 && !sigismember(&pending, SIGPIPE));
+            LVRPCT_ASSERT(pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0 &&
+                          !sigismember(&mask, SIGPIPE));
+        }
+    signal(SIGPIPE, old);
+    fake_server_stop(s);
+}
+
 /* ------------------------------------------------------------ suites */
 
 /* $LVRPCT_TESTS (comma separated) keeps only the tests whose name contains
@@ -1693,6 +2025,7 @@ static void add_suites(void)
     static const lvrpct_test storage_tests[] = {
         {"64 MiB upload + download, both modes, TCP/UNIX/TLS", test_roundtrip},
         {"a sparse file keeps its holes", test_sparse},
+        {"a pipe as the source: the copy path, intact", test_pipe_source},
         {"4 streams and 16 threads of calls on one Shared connection", test_concurrency},
         {"slow consumer: bounded memory, calls go on", test_slow_consumer},
         {"client abort of a download and an upload", test_abort},
@@ -1713,6 +2046,9 @@ static void add_suites(void)
         {"lvrpc_close wakes a blocked stream", test_close_wakes_stream},
         {"client abort answered, handle goes on", test_fake_abort},
         {"lvrpc console: stdin in, the echo out", test_cli_console},
+        {"upload: a file shrinking between packets, a clean error", test_shrink_between_packets},
+        {"upload: a file cut mid-packet drops the connection", test_shrink_mid_packet},
+        {"upload: a socket failing under sendfile, no SIGPIPE", test_sendfile_no_sigpipe},
         {NULL, NULL},
     };
     add_filtered("streams/fake", NULL, NULL, fake_tests);
