@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,7 @@ typedef struct worker {
     unsigned calls;
     volatile int *stop; /* NULL: run calls rounds */
     unsigned ok, closed;
+    int calling;        /* about to call, or in a call (close_worker) */
 } worker;
 
 /* Threads mix calls whose replies differ in type and outcome (a domain, a
@@ -382,7 +384,10 @@ static void *close_worker(void *arg)
 
     while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
         lvrpc_connect_get_lib_version_ret *v = NULL;
-        int rc = lvrpc_connect_get_lib_version(w->c, &v);
+        int rc;
+        __atomic_store_n(&w->calling, 1, __ATOMIC_RELEASE);
+        rc = lvrpc_connect_get_lib_version(w->c, &v);
+        __atomic_store_n(&w->calling, 0, __ATOMIC_RELEASE);
         lvrpc_reply_free(v);
         if (rc == LVRPC_ECLOSED) {
             w->closed++;
@@ -396,7 +401,10 @@ out:
 }
 
 /* lvrpc_close while calls are in flight wakes them (shutdown from another
- * thread while the reader is in poll/SSL_read and writers in SSL_write). */
+ * thread while the reader is in poll/SSL_read and writers in SSL_write).
+ * A call must not start once close has begun (the handle is freed), so
+ * the daemon is frozen first: every worker's call then stays in flight,
+ * and close comes when all eight are in one. */
 static void test_close_under_load(void)
 {
     for (int m = 0; m < 2; m++) {
@@ -406,6 +414,7 @@ static void test_close_under_load(void)
         lvrpc_options o = {0};
         lvrpc_client *c = NULL;
         int64_t t0;
+        unsigned woken = 0;
 
         o.mode = m ? LVRPC_MODE_SHARED : LVRPC_MODE_DIRECT;
         o.call_timeout_ms = 5000;
@@ -426,18 +435,26 @@ static void test_close_under_load(void)
                 usleep(10000);
                 waited += 10;
             }
-        usleep(100000);
-        /* workers stop starting calls just before close begins; those in
-         * flight are woken by it */
-        t0 = now_ms();
+        kill(dmn.pid, SIGSTOP);
+        usleep(100000); /* replies already sent are taken meanwhile */
+        for (int i = 0, waited = 0; i < 8 && waited < 10000; i++)
+            while (!__atomic_load_n(&w[i].calling, __ATOMIC_ACQUIRE) && waited < 10000) {
+                usleep(10000);
+                waited += 10;
+            }
         __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+        usleep(200000); /* from "calling" to inside the library */
+        t0 = now_ms();
         lvrpc_close(c);
         LVRPCT_ASSERT(now_ms() - t0 < 3000 + slack_ms);
+        kill(dmn.pid, SIGCONT);
         for (int i = 0; i < 8; i++) {
             pthread_join(th[i], NULL);
             lvrpct_ctx_report(&w[i].t, m ? "shared close under load" : "direct close under load");
             LVRPCT_ASSERT(w[i].ok > 0);
+            woken += w[i].closed;
         }
+        LVRPCT_ASSERT(woken > 0); /* calls in flight were woken by the close */
     }
 }
 
