@@ -27,6 +27,11 @@
  * never a silent short read).  Do not pump a download into an upload on the
  * same Shared connection from one thread: with the download's queue full and
  * the upload waiting for the daemon, neither side moves.
+ *
+ * libvirtd may send a stream's first data before its reply to the opening
+ * call.  In both modes that data is kept for the stream, up to 4 x
+ * LVRPC_STREAM_QUEUE_MAX bytes (no backpressure is possible before the
+ * reply); a daemon that sends more fails the stream with LVRPC_EPROTO.
  */
 #ifndef LVRPC_STREAM_H
 #define LVRPC_STREAM_H

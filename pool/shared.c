@@ -152,6 +152,9 @@ typedef struct sreg {
     int urgent;               /* the queue holds something besides data (the
                                * end, an error, a hole): no batching */
     int draining;             /* a batch is being handed out: until empty */
+    int replied;              /* the opening call's reply has been read: until
+                               * then its data is queued without backpressure
+                               * (the consumer needs the reply first) */
     lvrpc_error cause;
     pthread_cond_t ready;     /* a packet arrived, or the stream died */
     pthread_cond_t room;      /* the consumer took packets (backpressure) */
@@ -695,6 +698,8 @@ static int route_reply(pconn *pc, lvrpci_conn *conn, const lvrpci_header *h,
                            h->serial);
     }
     pc->table[h->serial & pc->mask] = NULL;
+    if (w->reg)
+        w->reg->replied = 1;
     WSET(w, W_CLAIMED);
     pc->inflight--;
     b->c[b->n].w = w;
@@ -780,7 +785,17 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         ;
     if (!r || h->prog != LVRPC_PROGRAM_REMOTE)
         return;
-    while (r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX) {
+    if (!r->replied && r->bytes + len > LVRPCI_EARLY_STREAM_MAX) {
+        lvrpc_error e;
+        memset(&e, 0, sizeof(e));
+        e.code = LVRPC_EPROTO;
+        snprintf(e.message, sizeof(e.message), "the daemon sent more than %u bytes of stream "
+                 "data before its reply to the call that opens the stream",
+                 LVRPCI_EARLY_STREAM_MAX);
+        kill_stream(r, &e);
+        return;
+    }
+    while (r->replied && r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX) {
         pc->held = 1; /* pick() sends new calls elsewhere meanwhile */
         r->waiting = 1;
         pthread_cond_wait(&r->room, &p->lock);

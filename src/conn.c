@@ -259,12 +259,76 @@ static int handle_other(lvrpci_conn *c, const lvrpci_header *h, int64_t deadline
     }
 }
 
+static void clear_early(lvrpci_conn *c)
+{
+    lvrpci_early *e = c->early;
+
+    while (e) {
+        lvrpci_early *next = e->next;
+        free(e);
+        e = next;
+    }
+    free(c->early_cur);
+    c->early = c->early_tail = c->early_cur = NULL;
+    c->early_bytes = 0;
+}
+
+/* Keeps a stream packet that came before its stream's reply. */
+static int keep_early(lvrpci_conn *c, const lvrpci_header *h, const unsigned char *body,
+                      size_t len)
+{
+    lvrpci_early *e;
+
+    if (c->early_bytes + len > LVRPCI_EARLY_STREAM_MAX) {
+        c->broken = 1;
+        return lvrpci_fail(LVRPC_EPROTO, 0, "the daemon sent more than %u bytes of stream data "
+                           "before its reply to the call that opens the stream",
+                           LVRPCI_EARLY_STREAM_MAX);
+    }
+    if (!(e = malloc(sizeof(*e) + len))) {
+        c->broken = 1; /* the stream would miss data: never go on silently */
+        return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory keeping stream data");
+    }
+    e->next = NULL;
+    e->h = *h;
+    e->len = len;
+    memcpy(e->body, body, len);
+    if (c->early_tail)
+        c->early_tail->next = e;
+    else
+        c->early = e;
+    c->early_tail = e;
+    c->early_bytes += len;
+    return LVRPC_OK;
+}
+
+int lvrpci_conn_take_early(lvrpci_conn *c, lvrpci_header *h, const unsigned char **body,
+                           size_t *len)
+{
+    lvrpci_early *e = c->early;
+
+    free(c->early_cur);
+    c->early_cur = NULL;
+    if (!e)
+        return 0;
+    c->early = e->next;
+    if (!c->early)
+        c->early_tail = NULL;
+    c->early_bytes -= e->len;
+    c->early_cur = e;
+    *h = e->h;
+    *body = e->body;
+    *len = e->len;
+    return 1;
+}
+
 int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
 {
     uint32_t serial = c->next_serial++;
     int rc;
 
     call->ret = NULL;
+    clear_early(c);
     if (c->broken)
         return lvrpci_fail(LVRPC_ECLOSED, 0, "connection is no longer usable");
     if ((rc = lvrpci_check_call_fds(call, c->t->ops->send_fds != NULL)) != LVRPC_OK)
@@ -285,6 +349,13 @@ int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline)
         if ((rc = lvrpci_conn_read_packet(c, deadline, &pkt, &len)) != LVRPC_OK)
             return rc;
         lvrpci_header_get(pkt + LVRPCI_LEN_WORD, &rh);
+        if ((rh.type == LVRPC_STREAM || rh.type == LVRPC_STREAM_HOLE) && rh.serial == serial &&
+            rh.prog == call->prog && rh.proc == call->proc) {
+            if ((rc = keep_early(c, &rh, pkt + LVRPCI_PACKET_MIN,
+                                 len - LVRPCI_PACKET_MIN)) != LVRPC_OK)
+                return rc;
+            continue;
+        }
         rc = handle_other(c, &rh, deadline);
         if (rc < 0)
             return lvrpci_error()->code;
@@ -440,6 +511,7 @@ void lvrpci_conn_free(lvrpci_conn *c)
     lvrpci_buf_clear(&c->rbuf);
     lvrpci_buf_clear(&c->wbuf);
     lvrpci_fds_discard(c->pkt_fds, c->npkt_fds);
+    clear_early(c);
     free(c);
 }
 

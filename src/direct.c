@@ -251,6 +251,8 @@ static int direct_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header 
 {
     lvrpci_conn *c = st->impl;
 
+    if (lvrpci_conn_take_early(c, h, body, len))
+        return LVRPC_OK; /* it came before the reply, already checked as ours */
     for (;;) {
         const unsigned char *pkt;
         size_t plen;

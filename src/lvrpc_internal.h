@@ -255,6 +255,18 @@ extern const lvrpci_transport_ops lvrpci_sock_ops;
 /* One handshaken connection to the daemon.  Not thread-safe by itself: in
  * Direct mode one call owns it at a time; in Shared mode the reader thread
  * owns the read side and writers hold the pool's write lock. */
+/* Stream data that came before the reply to the call that opened its
+ * stream (libvirtd may send it first), kept for the stream in arrival order;
+ * bounded by LVRPCI_EARLY_STREAM_MAX bytes. */
+typedef struct lvrpci_early {
+    struct lvrpci_early *next;
+    lvrpci_header h;
+    size_t len;
+    unsigned char body[];
+} lvrpci_early;
+
+#define LVRPCI_EARLY_STREAM_MAX (4u * LVRPC_STREAM_QUEUE_MAX)
+
 typedef struct lvrpci_conn {
     lvrpci_transport *t;
     uint32_t next_serial;
@@ -268,6 +280,9 @@ typedef struct lvrpci_conn {
      * taken with lvrpci_conn_take_fds(); closed when the next is read */
     int *pkt_fds;
     unsigned npkt_fds;
+    /* stream packets of the call in progress that came before its reply */
+    lvrpci_early *early, *early_tail, *early_cur;
+    size_t early_bytes;
     struct lvrpci_conn *prev, *next; /* engine-owned list links */
 } lvrpci_conn;
 
@@ -281,8 +296,15 @@ void lvrpci_conn_close(lvrpci_conn *c);
 void lvrpci_conn_free(lvrpci_conn *c);
 
 /* Runs one call synchronously: encode, write, read packets until the reply
- * arrives (answering PINGs, dropping events and stream data meanwhile). */
+ * arrives (answering PINGs, dropping events and other streams' data
+ * meanwhile).  Stream packets under the call's own serial that come before
+ * the reply (the daemon may send a new stream's first data first) are kept
+ * for lvrpci_conn_take_early(). */
 int lvrpci_conn_call(lvrpci_conn *c, lvrpci_call *call, int64_t deadline);
+/* Takes the oldest kept stream packet: 1 with h, body and len (valid until
+ * the next take or call), or 0 when none is left. */
+int lvrpci_conn_take_early(lvrpci_conn *c, lvrpci_header *h, const unsigned char **body,
+                           size_t *len);
 
 /* Reads the next whole packet.  On success *pkt points into the
  * connection's buffer (valid until the next read) and *len is its length

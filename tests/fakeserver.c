@@ -1177,11 +1177,13 @@ static int stream_fault_now(fake_conn *c, fk_stream *st, int *oom)
 }
 
 /* Sends a download's or screenshot's data after its reply. */
-static int stream_send_data(fake_conn *c, fk_stream *st, int *oom)
+/* Sends the stream's data from byte off on, then its end (or its fault). */
+static int stream_send_data(fake_conn *c, fk_stream *st, uint64_t off, int *oom)
 {
     fake_server *s = c->srv;
-    uint64_t total = atomic_load(&s->stream_bytes), off = 0;
-    int faulty = st->fault != FAKE_STREAM_NORMAL && st->fault != FAKE_STREAM_HOLE;
+    uint64_t total = atomic_load(&s->stream_bytes);
+    int faulty = st->fault != FAKE_STREAM_NORMAL && st->fault != FAKE_STREAM_HOLE &&
+                 st->fault != FAKE_STREAM_EARLY;
 
     if (!total)
         total = FK_DEFAULT_STREAM_BYTES;
@@ -1211,11 +1213,30 @@ static int stream_send_data(fake_conn *c, fk_stream *st, int *oom)
 }
 
 /* Answers a stream-creating CALL and, for downloads, sends the data. */
+/* FAKE_STREAM_EARLY: the first "after" bytes, in whole packets, ahead of
+ * the reply.  Returns how many bytes went. */
+static uint64_t send_early_data(fake_conn *c, fk_stream *st, int *oom)
+{
+    fake_server *s = c->srv;
+    uint64_t total = atomic_load(&s->stream_bytes), off = 0;
+
+    if (!total)
+        total = FK_DEFAULT_STREAM_BYTES;
+    while (!*oom && off < st->after && off < total) {
+        size_t n = total - off < FAKE_STREAM_CHUNK ? (size_t)(total - off) : FAKE_STREAM_CHUNK;
+        pattern_packet(c, st, off, n, oom);
+        off += n;
+        CTR_ADDN(s, stream_tx_bytes, n);
+    }
+    return off;
+}
+
 static int stream_open(fake_conn *c, const unsigned char *hdr, int *oom)
 {
     fake_server *s = c->srv;
     int32_t proc = (int32_t)get_be32(hdr + 8);
     fk_stream *st = NULL;
+    uint64_t early = 0;
     size_t at;
 
     for (int i = 0; i < FK_MAX_STREAMS && !st; i++)
@@ -1232,6 +1253,9 @@ static int stream_open(fake_conn *c, const unsigned char *hdr, int *oom)
     st->fault = (fake_stream_fault)atomic_load(&s->stream_fault);
     st->after = atomic_load(&s->stream_after);
     CTR_ADD(s, stream_opens);
+    if (st->fault == FAKE_STREAM_EARLY &&
+        (proc == FK_PROC_STORAGE_VOL_DOWNLOAD || proc == FK_PROC_DOMAIN_SCREENSHOT))
+        early = send_early_data(c, st, oom);
     at = begin_packet(&c->out, FK_PROG_REMOTE, FK_VERS, proc, FK_TYPE_REPLY, st->serial,
                       FK_STATUS_OK, oom);
     if (proc == FK_PROC_DOMAIN_SCREENSHOT) {
@@ -1240,7 +1264,7 @@ static int stream_open(fake_conn *c, const unsigned char *hdr, int *oom)
     }
     end_packet(&c->out, at, *oom);
     if (proc == FK_PROC_STORAGE_VOL_DOWNLOAD || proc == FK_PROC_DOMAIN_SCREENSHOT)
-        return stream_send_data(c, st, oom);
+        return stream_send_data(c, st, early, oom);
     if (st->fault != FAKE_STREAM_NORMAL && st->after == 0)
         return stream_fault_now(c, st, oom);
     return FK_CONTINUE;

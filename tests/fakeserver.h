@@ -152,6 +152,10 @@ typedef enum fake_stream_fault {
     FAKE_STREAM_HOLE,       /* download: a 4096-byte hole first (a protocol
                              * error on a stream that is not sparse), then
                              * as NORMAL */
+    FAKE_STREAM_EARLY,      /* download, screenshot: the first "after" bytes
+                             * of data (whole packets) go before the reply
+                             * to the opening call, as libvirtd sometimes
+                             * sends them; then as NORMAL */
     FAKE_STREAM_FAULT_COUNT
 } fake_stream_fault;
 
