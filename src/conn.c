@@ -101,6 +101,11 @@ int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t 
     return 1;
 }
 
+int lvrpci_conn_buffered(const lvrpci_conn *c)
+{
+    return c->rpos < c->rbuf.len;
+}
+
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadline)
 {
     int rc = c->t->ops->write_all(c->t, pkt, len, deadline);

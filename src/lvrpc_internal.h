@@ -229,6 +229,8 @@ int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline,
 /* Takes the next packet if it is already complete in the buffer (no
  * system call).  Returns 1 and sets pkt and len, or 0. */
 int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t *len);
+/* True if bytes read are not consumed yet (a whole packet or part of one). */
+int lvrpci_conn_buffered(const lvrpci_conn *c);
 /* Writes a whole encoded packet. */
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
                       int64_t deadline);
