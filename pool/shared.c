@@ -1082,7 +1082,7 @@ static int self_read_ok(pconn *pc, lvrpci_conn *conn)
 /* One round of reading, by the reader thread or a caller: dispatches the
  * packet just read and every whole one already buffered under one hold of
  * the pool lock (with calls pipelined, replies come in bunches), sends the
- * calls that the freed places take, completes the claimed replies.  A
+ * calls that the freed places take, then completes the claimed replies.  A
  * caller stops at a stream packet (*stop).  The claimed bodies are in the
  * read buffer: the role is kept until they are decoded. */
 static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size_t len,
@@ -1104,6 +1104,10 @@ static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, si
     if (stop)
         *stop = !self_read_ok(pc, conn) || p->closing;
     pthread_mutex_unlock(&p->lock);
+    /* The freed places' calls go out first: the daemon works on them while
+     * the replies are decoded and their callers woken. */
+    if (rc == LVRPC_OK && out->len)
+        rc = send_queued(pc, conn, out);
     if (claims->n) {
         lvrpc_error saved = *lvrpci_error();
         int crc = complete_batch(pc, claims);
@@ -1112,8 +1116,6 @@ static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, si
         else
             lvrpci_set_error(&saved);
     }
-    if (rc == LVRPC_OK && out->len)
-        rc = send_queued(pc, conn, out);
     return rc;
 }
 
