@@ -1,5 +1,6 @@
-/* shared.c - Shared mode: a pool of K connections, each with one reader
- * thread that hands replies to the threads waiting for them.
+/* shared.c - Shared mode: a pool of K connections, each with a reader
+ * thread that hands replies to the threads waiting for them, unless a
+ * caller reads its own reply because nobody else is reading.
  *
  * THE ALGORITHM
  *
@@ -53,14 +54,21 @@
  * than its own deadline marks the connection down and the role R_DEAD;
  * the reader thread then buries it (see Death).
  *
- * Waking.  The reading thread claims a waiter under pool->lock (so a
- * timing-out waiter and the reader cannot both own it), decodes outside the
- * lock, then sets done and posts that waiter's semaphore: exactly one
- * thread wakes per reply, and none when the reader is the waiter itself.  A waiter whose deadline passes while still
- * PENDING removes itself and returns LVRPC_ETIMEDOUT; the late reply finds
- * no waiter and is dropped and counted.  If it was already CLAIMED it waits
- * the few microseconds until DONE.  Freeing an inflight place wakes the head
- * of the FIFO queue, which takes the place or waits again.
+ * Waking.  The reading thread claims the waiters of every reply that one
+ * read brought in under pool->lock (so a timing-out waiter and the reader
+ * cannot both own one), and in the same hold gives the places they free to
+ * the head of the FIFO queue (those become PENDING; their callers sleep
+ * on).  With the lock released it first sends the packets of those calls,
+ * so the daemon works meanwhile, then decodes each reply, sets DONE and
+ * posts that waiter's semaphore: exactly one thread wakes per reply, and
+ * none when the reader is the waiter itself.  A waiter whose deadline
+ * passes while still PENDING or QUEUED removes itself and returns
+ * LVRPC_ETIMEDOUT (a freed place goes to the queue, sent by that caller);
+ * the late reply finds no waiter and is dropped and counted.  If it was
+ * already CLAIMED it waits the few microseconds until DONE.  A caller
+ * reading the socket whose deadline passes gives the socket back (waking
+ * the reader thread, its own call being in flight) and times out the same
+ * way.
  *
  * Death.  When a connection fails (peer closed, read error, protocol
  * violation, or a writer's failed write, which shuts the socket down so the
@@ -76,7 +84,8 @@
  *
  * Close.  lvrpc_close sets closing, fails every PENDING and QUEUED waiter
  * with LVRPC_ECLOSED, shuts every socket down, wakes readers sleeping in
- * backoff or parked, joins the reader threads (which free their connections), and
+ * backoff or parked, joins the reader threads (which free their
+ * connections once no caller reads them), and
  * waits until no caller is still inside the engine before freeing it (a
  * caller's last act is an atomic decrement of callers, so close polls it).
  *
