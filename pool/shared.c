@@ -39,14 +39,16 @@
  * until its own reply is in, dispatching everything that comes exactly as
  * the reader thread would (other callers' replies, events, PINGs, queued
  * calls to send), then frees it: a lone caller gets its reply with no
- * thread hand-off, as in Direct mode.  Callers read only plain sockets
- * (for TLS, poll() cannot tell whether a record is whole) with no stream
- * registered (stream packets and their backpressure stay on the reader
- * thread), and give the socket back after a keepalive interval of silence.
+ * thread hand-off, as in Direct mode.  Callers read only when the
+ * transport can tell the reader thread of input that poll() does not show
+ * (has_input: TLS bytes OpenSSL holds), and no stream is registered
+ * (stream packets and their backpressure stay on the reader thread); they
+ * give the socket back after a keepalive interval of silence.
  * The reader thread keeps the role while calls are in flight and frees it
  * when none is; with the role free and nothing in flight it waits in
- * poll() without the role, and takes it when data comes (events, PINGs,
- * the peer's close).  While a caller reads, the reader parks on pc->rwake
+ * poll() without the role (unless input is held: buffered bytes of ours
+ * or the transport's), and takes it when data comes (events, PINGs, the
+ * peer's close).  While a caller reads, the reader parks on pc->rwake
  * for at most PARK_NS; a caller that leaves calls in flight (or finds the
  * connection closing) signals it, so no waiter is left without a reader,
  * and one that leaves the connection idle does not, saving a wake-up per
@@ -580,6 +582,7 @@ static void send_for_queue(pool *p, pconn *pc)
 static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, size_t len,
                       batch *claims, lvrpci_buf *out, int *stop);
 static int64_t keepalive_deadline(pool *p, lvrpci_conn *conn);
+static int input_held(lvrpci_conn *conn);
 static int self_read_ok(pconn *pc, lvrpci_conn *conn);
 
 /* A caller gives the socket back.  rc is why it stopped: LVRPC_OK or its
@@ -600,8 +603,7 @@ static void release_role(pool *p, pconn *pc, lvrpci_conn *conn, int rc, int time
         pc->role = R_FREE;
         /* Calls left in flight need a reader now; an idle connection can
          * wait for the parked reader's next look. */
-        if (pc->parked && (pc->inflight > 0 || !pc->up || p->closing ||
-                           lvrpci_conn_buffered(conn)))
+        if (pc->parked && (pc->inflight > 0 || !pc->up || p->closing || input_held(conn)))
             pthread_cond_signal(&pc->rwake);
     }
     pthread_mutex_unlock(&p->lock);
@@ -1080,12 +1082,21 @@ static int keepalive_tick(pconn *pc, lvrpci_conn *conn, unsigned *unanswered)
                        p->client->opts.keepalive_interval_ms);
 }
 
-/* Whether a caller may read its own reply on pc (lock held): on a plain
- * socket (poll() tells whether a TLS record is whole) with no stream
- * registered (their packets and backpressure stay with the reader). */
+/* Whether a caller may read its own reply on pc (lock held): when the
+ * reader thread can tell when to take over (the transport's has_input)
+ * and no stream is registered (their packets and backpressure stay with
+ * the reader). */
 static int self_read_ok(pconn *pc, lvrpci_conn *conn)
 {
-    return pc->up && conn->t->ops == &lvrpci_sock_ops && !pc->streams;
+    return pc->up && conn->t->ops->has_input && !pc->streams;
+}
+
+/* Input to dispatch that poll() would not show: bytes in our read buffer,
+ * or held by the transport.  Only for the thread allowed to read. */
+static int input_held(lvrpci_conn *conn)
+{
+    return lvrpci_conn_buffered(conn) ||
+           (conn->t->ops->has_input && conn->t->ops->has_input(conn->t));
 }
 
 /* One round of reading, by the reader thread or a caller: dispatches the
@@ -1128,6 +1139,15 @@ static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, si
     return rc;
 }
 
+/* The reader waits while callers read (lock held): until a caller that
+ * leaves calls in flight wakes it, or PARK_NS. */
+static void park(pconn *pc)
+{
+    pc->parked = 1;
+    wait_until(&pc->rwake, &pc->pool->lock, lvrpci_now_ns() + PARK_NS);
+    pc->parked = 0;
+}
+
 /* The socket is free and nothing is in flight: waits for data without
  * taking the socket, so that the next caller can read its own reply.
  * Lock held, released while polling. */
@@ -1152,10 +1172,13 @@ static int idle_wait(pconn *pc, lvrpci_conn *conn, unsigned *unanswered)
         *unanswered = 0;
     if (n <= 0 || pc->role != R_FREE)
         return LVRPC_OK;
-    /* Readable, unless a caller took what woke us: then do not block. */
+    /* Readable, unless a caller took what woke us: then callers are busy
+     * with this connection, and we stay out of their way for a while. */
     pfd.revents = 0;
-    if (seen == pc->rounds || poll(&pfd, 1, 0) > 0)
+    if (seen == pc->rounds || input_held(conn) || poll(&pfd, 1, 0) > 0)
         pc->role = R_READER;
+    else
+        park(pc);
     return LVRPC_OK;
 }
 
@@ -1170,7 +1193,7 @@ static int reader_turn(pconn *pc, lvrpci_conn *conn, unsigned *unanswered)
 
     /* The reader keeps the socket while calls are in flight. */
     if (pc->role == R_READER && pc->inflight == 0 && self_read_ok(pc, conn) &&
-        !lvrpci_conn_buffered(conn))
+        !input_held(conn))
         pc->role = R_FREE;
     while (rc == LVRPC_OK && pc->role != R_READER) {
         if (pc->role == R_DEAD)
@@ -1178,11 +1201,8 @@ static int reader_turn(pconn *pc, lvrpci_conn *conn, unsigned *unanswered)
         if (p->closing)
             return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle was closed");
         if (pc->role == R_CALLER) {
-            pc->parked = 1;
-            wait_until(&pc->rwake, &p->lock, lvrpci_now_ns() + PARK_NS);
-            pc->parked = 0;
-        } else if (!self_read_ok(pc, conn) || pc->inflight > 0 ||
-                   lvrpci_conn_buffered(conn)) {
+            park(pc);
+        } else if (!self_read_ok(pc, conn) || pc->inflight > 0 || input_held(conn)) {
             pc->role = R_READER;
         } else {
             rc = idle_wait(pc, conn, unanswered);

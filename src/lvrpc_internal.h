@@ -161,6 +161,12 @@ typedef struct lvrpci_transport_ops {
     void (*shutdown)(lvrpci_transport *t);
     /* Closes and frees. */
     void (*destroy)(lvrpci_transport *t);
+    /* Whether input is held in the transport, beyond what poll() on fd
+     * shows (TLS: decrypted bytes OpenSSL keeps).  Called only by the one
+     * thread allowed to read.  NULL: a thread other than the reader can
+     * not tell when to read (Shared mode then keeps reading on its reader
+     * thread). */
+    int (*has_input)(lvrpci_transport *t);
 } lvrpci_transport_ops;
 
 struct lvrpci_transport {

@@ -146,6 +146,13 @@ static void sock_shutdown(lvrpci_transport *t)
     shutdown(t->fd, SHUT_RDWR);
 }
 
+/* The kernel holds all of a plain socket's input: poll() shows it. */
+static int sock_has_input(lvrpci_transport *t)
+{
+    (void)t;
+    return 0;
+}
+
 static void sock_destroy(lvrpci_transport *t)
 {
     if (!t)
@@ -161,6 +168,7 @@ const lvrpci_transport_ops lvrpci_sock_ops = {
     .writev_all = sock_writev_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
+    .has_input = sock_has_input,
 };
 
 /* connect() with a deadline: non-blocking connect, poll, then back to
