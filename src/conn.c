@@ -209,6 +209,11 @@ int lvrpci_conn_send_fds(lvrpci_conn *c, const lvrpci_call *call, int64_t deadli
     return rc;
 }
 
+int lvrpci_conn_buffered(const lvrpci_conn *c)
+{
+    return c->rpos < c->rbuf.len;
+}
+
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len, int64_t deadline)
 {
     int rc = c->t->ops->write_all(c->t, pkt, len, deadline);

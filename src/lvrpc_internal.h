@@ -206,6 +206,12 @@ typedef struct lvrpci_transport_ops {
      * a dummy byte, right after the packet that announced them.  NULL: the
      * transport cannot pass descriptors. */
     int (*send_fds)(lvrpci_transport *t, const int *fds, unsigned n, int64_t deadline);
+    /* Whether input is held in the transport, beyond what poll() on fd
+     * shows (TLS: decrypted bytes OpenSSL keeps).  Called only by the one
+     * thread allowed to read.  NULL: a thread other than the reader can
+     * not tell when to read (Shared mode then keeps reading on its reader
+     * thread). */
+    int (*has_input)(lvrpci_transport *t);
 } lvrpci_transport_ops;
 
 /* Descriptors a UNIX socket may hold received but not yet claimed by a
@@ -314,6 +320,8 @@ int lvrpci_conn_read_packet(lvrpci_conn *c, int64_t deadline,
 /* Takes the next packet if it is already complete in the buffer (no
  * system call).  Returns 1 and sets pkt and len, or 0. */
 int lvrpci_conn_take_buffered(lvrpci_conn *c, const unsigned char **pkt, size_t *len);
+/* True if bytes read are not consumed yet (a whole packet or part of one). */
+int lvrpci_conn_buffered(const lvrpci_conn *c);
 /* Writes a whole encoded packet. */
 int lvrpci_conn_write(lvrpci_conn *c, const void *pkt, size_t len,
                       int64_t deadline);

@@ -329,6 +329,13 @@ static void sock_shutdown(lvrpci_transport *t)
     shutdown(t->fd, SHUT_RDWR);
 }
 
+/* The kernel holds all of a plain socket's input: poll() shows it. */
+static int sock_has_input(lvrpci_transport *t)
+{
+    (void)t;
+    return 0;
+}
+
 static void sock_destroy(lvrpci_transport *t)
 {
     if (!t)
@@ -396,6 +403,7 @@ const lvrpci_transport_ops lvrpci_sock_ops = {
     .sendfile_all = sock_sendfile_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
+    .has_input = sock_has_input,
 };
 
 /* UNIX sockets: the same, and descriptors pass both ways. */
@@ -406,6 +414,7 @@ static const lvrpci_transport_ops unix_ops = {
     .sendfile_all = sock_sendfile_all,
     .shutdown = sock_shutdown,
     .destroy = sock_destroy,
+    .has_input = sock_has_input,
     .send_fds = sock_send_fds,
 };
 

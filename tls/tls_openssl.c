@@ -762,6 +762,12 @@ static ssize_t tls_read_some(lvrpci_transport *bt, void *buf, size_t len, int64_
     }
 }
 
+/* rpending: the reading thread's own, like the reads (no lock). */
+static int tls_has_input(lvrpci_transport *bt)
+{
+    return ((tls_transport *)bt)->rpending;
+}
+
 static void tls_shutdown(lvrpci_transport *bt)
 {
     tls_transport *t = (tls_transport *)bt;
@@ -798,6 +804,7 @@ static const lvrpci_transport_ops tls_ops = {
     .writev_all = NULL, /* the engines copy into one buffer: one TLS record */
     .shutdown = tls_shutdown,
     .destroy = tls_destroy,
+    .has_input = tls_has_input,
 };
 
 /* ------------------------------------------------------------ connect */
