@@ -1191,24 +1191,32 @@ static void test_screenshot(void)
 
 /* ------------------------------------------------------------ fake server */
 
+/* A fake server on TCP and a UNIX socket. */
 static fake_server *start_fake(void)
 {
     fake_server *s = NULL;
     fake_config cfg = {0};
 
+    cfg.unix_socket = 1;
     if (fake_server_start(&cfg, &s) != 0)
         lvrpct_hard_error("cannot start the fake server");
     return s;
 }
 
-static lvrpc_client *open_fake(fake_server *s, lvrpc_mode mode, unsigned timeout_ms)
+static lvrpc_client *open_fake_uri(fake_server *s, int use_unix, lvrpc_mode mode,
+                                   unsigned timeout_ms)
 {
     char uri[256];
     lvrpc_client *c = NULL;
 
-    fake_server_uri(s, 0, uri, sizeof(uri));
+    fake_server_uri(s, use_unix, uri, sizeof(uri));
     LVRPCT_ASSERT_OK(open_mode(uri, mode, 0, timeout_ms, &c));
     return c;
+}
+
+static lvrpc_client *open_fake(fake_server *s, lvrpc_mode mode, unsigned timeout_ms)
+{
+    return open_fake_uri(s, 0, mode, timeout_ms);
 }
 
 static lvrpc_domain_ref fake_dom = {"dom-0", {0}, 1};
@@ -1893,27 +1901,6 @@ static int pattern_file(size_t len)
     return fd;
 }
 
-static fake_server *start_fake_unix(void)
-{
-    fake_server *s = NULL;
-    fake_config cfg = {0};
-
-    cfg.unix_socket = 1;
-    if (fake_server_start(&cfg, &s) != 0)
-        lvrpct_hard_error("cannot start the fake server");
-    return s;
-}
-
-static lvrpc_client *open_fake_on(fake_server *s, int use_unix, lvrpc_mode mode)
-{
-    char uri[256];
-    lvrpc_client *c = NULL;
-
-    fake_server_uri(s, use_unix, uri, sizeof(uri));
-    LVRPCT_ASSERT_OK(open_mode(uri, mode, 0, 10000, &c));
-    return c;
-}
-
 static int shrink_at_1mib(uint64_t done, uint64_t total, void *opaque)
 {
     int *fd = opaque;
@@ -1975,7 +1962,7 @@ static void test_shrink_between_packets(void)
 static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fault,
                           const char *want)
 {
-    lvrpc_client *c = open_fake_on(s, use_unix, mode);
+    lvrpc_client *c = open_fake_uri(s, use_unix, mode, 10000);
     lvrpc_stream *st = NULL;
     fake_stats f0, f1;
     lvrpc_stats l0, l1 = {0};
@@ -2024,7 +2011,7 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
 /* A file cut in the middle of a packet that sendfile is sending. */
 static void test_shrink_mid_packet(void)
 {
-    fake_server *s = start_fake_unix();
+    fake_server *s = start_fake();
 
     for (size_t m = 0; s && m < 2; m++)
         for (int u = 0; u < 2; u++)
@@ -2036,7 +2023,7 @@ static void test_shrink_mid_packet(void)
  * and no SIGPIPE (the default action, to end the process, is in force). */
 static void test_sendfile_no_sigpipe(void)
 {
-    fake_server *s = start_fake_unix();
+    fake_server *s = start_fake();
     void (*old)(int) = signal(SIGPIPE, SIG_DFL);
 
     for (size_t m = 0; s && m < 2; m++)
