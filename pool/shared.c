@@ -678,6 +678,11 @@ static void read_own(pool *p, pconn *pc, lvrpci_conn *conn, waiter *w, int64_t d
 
     pthread_mutex_lock(&p->lock);
     if (pc->role != R_FREE || WSTATE(w) != W_PENDING || !self_read_ok(pc, conn)) {
+        /* A call this caller may not read (a stream is registered): a
+         * reader parked after an earlier caller must take it now, not
+         * after PARK_NS. */
+        if (pc->role == R_FREE && pc->parked && WSTATE(w) == W_PENDING)
+            pthread_cond_signal(&pc->rwake);
         pthread_mutex_unlock(&p->lock);
         return;
     }
