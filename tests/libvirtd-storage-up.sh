@@ -120,7 +120,7 @@ fi
 # The daemon must own its dir (and reach it: /tmp-like parents are fine).
 [ -z "$UID_GID" ] || chown -R "$UID_GID" "$DIR"
 
-. "$HERE/libvirtd-common.sh" # probe, port_listening, random_port
+. "$HERE/libvirtd-common.sh" # probe, ports, start_on_free_ports, wait_ready, start_watchdog
 
 write_conf() { # tcp-port tls-port
   cat > "$DIR/libvirtd.conf" <<EOF
@@ -158,86 +158,13 @@ start_daemon() {
       ${AS_USER[@]+"${AS_USER[@]}"} "$LIBVIRTD" -l -f "$DIR/libvirtd.conf" -p "$DIR/libvirtd.pid" \
       </dev/null >"$DIR/libvirtd.stdout" 2>&1) &
   PID=$!
-  echo "$PID" > "$DIR/libvirtd.pid.launcher"
-  for _ in $(seq 1 200); do
-    kill -0 "$PID" 2>/dev/null || { wait "$PID" 2>/dev/null || true; return 2; }
-    if [ -S "$SOCK_DIR/libvirt-sock" ] && port_listening "$port" &&
-       { [ $TLS = 0 ] || port_listening "$tls_port"; }; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  return 1
-}
-
-show_log() {
-  echo "--- $DIR/libvirtd.stdout / libvirtd.log:" >&2
-  cat "$DIR/libvirtd.stdout" "$DIR/libvirtd.log" >&2 2>/dev/null || true
+  await_listening "$port" "$tls_port"
 }
 
 # ------------------------------------------------------------ start
-LOCK=${TMPDIR:-/tmp}/lvrpc-tests-libvirtd-port.$(id -u).lock
-exec 9>>"$LOCK"
-flock -w 60 9 || die "could not lock $LOCK within 60 s"
-PID=
-TCP_PORT_FIXED=${TCP_PORT:-}
-TLS_PORT_FIXED=${TLS_PORT:-}
-for attempt in 1 2 3 4 5 6 7 8; do
-  if [ -n "$TCP_PORT_FIXED" ]; then
-    TCP_PORT=$TCP_PORT_FIXED
-    port_listening "$TCP_PORT" && die "port $TCP_PORT already in use"
-  else
-    TCP_PORT=$(random_port) || die "no free TCP port found in $PORT_LO-$PORT_HI"
-  fi
-  if [ -n "$TLS_PORT_FIXED" ]; then
-    TLS_PORT=$TLS_PORT_FIXED
-  else
-    TLS_PORT=$TCP_PORT
-    while [ "$TLS_PORT" = "$TCP_PORT" ]; do
-      TLS_PORT=$(random_port) || die "no free TLS port found in $PORT_LO-$PORT_HI"
-    done
-  fi
-  rc=0
-  start_daemon "$TCP_PORT" "$TLS_PORT" || rc=$?
-  [ $rc = 0 ] && break
-  if [ $rc = 1 ]; then
-    kill -KILL "$PID" 2>/dev/null || true
-    show_log; die "libvirtd did not listen on port $TCP_PORT within 10 s"
-  fi
-  if [ -z "$TCP_PORT_FIXED$TLS_PORT_FIXED" ] && grep -qi 'address already in use' \
-       "$DIR/libvirtd.stdout" "$DIR/libvirtd.log" 2>/dev/null && [ "$attempt" -lt 8 ]; then
-    echo "libvirtd-storage-up.sh: port $TCP_PORT or $TLS_PORT taken, retrying" >&2
-    : > "$DIR/libvirtd.log"
-    continue
-  fi
-  show_log; die "libvirtd exited during startup"
-done
-flock -u 9
-exec 9>&-
-
-# ------------------------------------------------------------ readiness
-ready=0
-for _ in $(seq 1 100); do
-  kill -0 "$PID" 2>/dev/null || { show_log; die "libvirtd exited during startup"; }
-  if probe "$TCP_PORT" storage:///session; then ready=1; break; fi
-  sleep 0.1
-done
-if [ $ready != 1 ]; then
-  kill -KILL "$PID" 2>/dev/null || true
-  show_log; die "libvirtd did not answer AUTH_LIST/CONNECT_OPEN on port $TCP_PORT within 10 s"
-fi
-
-# ------------------------------------------------------------ watchdog
-if [ -n "${WATCH_PID:-}" ]; then
-  (
-    while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$PID" 2>/dev/null; do sleep 1; done
-    if kill -0 "$PID" 2>/dev/null &&
-       tr '\0' ' ' < "/proc/$PID/cmdline" 2>/dev/null | grep -q -- "-f $DIR/libvirtd.conf"; then
-      kill -TERM "$PID" 2>/dev/null
-    fi
-  ) </dev/null >/dev/null 2>&1 &
-  echo $! > "$DIR/watchdog.pid"
-fi
+start_on_free_ports
+wait_ready storage:///session
+start_watchdog
 
 cat > "$DIR/env" <<EOF
 LIBVIRTD_PID=$PID
