@@ -394,6 +394,21 @@ void lvrpc_stream_free(lvrpc_stream *st)
 
 /* ------------------------------------------------------------ fd pumps */
 
+/* How an fd pump ends: a finished transfer is finished with the daemon
+ * (its confirmation awaited); a failed one aborts the stream, keeping the
+ * error that stopped it. */
+static int end_pump(lvrpc_stream *st, int rc)
+{
+    if (rc == LVRPC_OK)
+        return lvrpc_stream_finish(st);
+    if (st->state != LVRPCI_ST_CLOSED) {
+        lvrpc_error saved = *lvrpci_error();
+        lvrpc_stream_abort(st);
+        lvrpci_set_error(&saved);
+    }
+    return rc;
+}
+
 static int progress(lvrpc_progress_cb cb, void *opaque, uint64_t done, uint64_t total,
                     lvrpc_stream *st)
 {
@@ -585,14 +600,7 @@ int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progres
     else
         rc = send_range(&p, 0, -1);
     free(p.buf);
-    if (rc == LVRPC_OK)
-        rc = lvrpc_stream_finish(st);
-    else if (st->state != LVRPCI_ST_CLOSED) {
-        lvrpc_error saved = *lvrpci_error();
-        lvrpc_stream_abort(st);
-        lvrpci_set_error(&saved);
-    }
-    return rc;
+    return end_pump(st, rc);
 }
 
 static int write_all_fd(int fd, const unsigned char *p, size_t len)
@@ -650,12 +658,5 @@ int lvrpc_stream_recv_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progres
             rc = lvrpci_fail(LVRPC_ESYS, errno, "extending the local file: %s", strerror(errno));
     }
     st->bulk = 0;
-    if (rc == LVRPC_OK)
-        rc = lvrpc_stream_finish(st);
-    else if (st->state != LVRPCI_ST_CLOSED) {
-        lvrpc_error saved = *lvrpci_error();
-        lvrpc_stream_abort(st);
-        lvrpci_set_error(&saved);
-    }
-    return rc;
+    return end_pump(st, rc);
 }
