@@ -183,15 +183,6 @@ typedef struct waiter {
     struct pconn *pin;    /* a call for one given connection */
 } waiter;
 
-/* A stream packet waiting for its consumer. */
-typedef struct qpkt {
-    struct qpkt *next;
-    lvrpci_header h;
-    size_t len;
-    size_t cap;           /* bytes body can hold */
-    unsigned char body[];
-} qpkt;
-
 /* Packet buffers a stream keeps for reuse once its consumer is done with
  * them.  Data packets (256 KiB) are above glibc's mmap threshold: without
  * reuse each one cost an mmap, 64 page faults and a munmap, a fifth of a
@@ -207,10 +198,9 @@ typedef struct sreg {
     struct pconn *pc;
     uint32_t serial;
     int linked;
-    qpkt *head, *tail;
-    size_t bytes;             /* queued body bytes */
-    qpkt *cur;                /* handed to the consumer, freed on its next call */
-    qpkt *spare;              /* buffers for reuse (at most SPARE_MAX) */
+    lvrpci_pktq q;            /* packets waiting for the consumer */
+    lvrpci_pkt *cur;          /* handed to the consumer, freed on its next call */
+    lvrpci_pkt *spare;        /* buffers for reuse (at most SPARE_MAX) */
     unsigned nspare;
     int dead;
     int sending;              /* has sent data: counted in pc->senders */
@@ -921,25 +911,22 @@ void lvrpci_pool_set_events(void *engine, lvrpci_events *ev)
  * streams (aborted, freed) are dropped, as libvirt does. */
 /* A buffer for a packet of len bytes: a spare one, or a new one (pool
  * lock held). */
-static qpkt *packet_buffer(sreg *r, size_t len)
+static lvrpci_pkt *packet_buffer(sreg *r, size_t len)
 {
-    qpkt *q = r->spare;
-    size_t cap = len;
+    lvrpci_pkt *q = r->spare;
 
     if (q && q->cap >= len) {
         r->spare = q->next;
         r->nspare--;
         return q;
     }
-    if (len >= SPARE_MIN_LEN && cap < LVRPC_STREAM_CHUNK + LVRPCI_PACKET_MIN)
-        cap = LVRPC_STREAM_CHUNK + LVRPCI_PACKET_MIN;
-    if ((q = malloc(sizeof(*q) + cap)))
-        q->cap = cap;
-    return q;
+    if (len >= SPARE_MIN_LEN && len < LVRPC_STREAM_CHUNK + LVRPCI_PACKET_MIN)
+        return lvrpci_pkt_alloc(LVRPC_STREAM_CHUNK + LVRPCI_PACKET_MIN);
+    return lvrpci_pkt_alloc(len);
 }
 
 /* Keeps a consumed packet's buffer for reuse, or frees it (lock held). */
-static void packet_done(sreg *r, qpkt *q)
+static void packet_done(sreg *r, lvrpci_pkt *q)
 {
     if (q && q->cap >= SPARE_MIN_LEN && r->nspare < SPARE_MAX) {
         q->next = r->spare;
@@ -955,14 +942,14 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
 {
     pool *p = pc->pool;
     sreg *r;
-    qpkt *q;
+    lvrpci_pkt *q;
 
     p->stream_packets++;
     for (r = pc->streams; r && r->serial != h->serial; r = r->next)
         ;
     if (!r || h->prog != LVRPC_PROGRAM_REMOTE)
         return;
-    if (!r->replied && r->bytes + len > LVRPCI_EARLY_STREAM_MAX) {
+    if (!r->replied && r->q.bytes + len > LVRPCI_EARLY_STREAM_MAX) {
         lvrpc_error e;
         memset(&e, 0, sizeof(e));
         e.code = LVRPC_EPROTO;
@@ -972,7 +959,7 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         kill_stream(r, &e);
         return;
     }
-    while (r->replied && r->linked && !p->closing && r->bytes >= LVRPC_STREAM_QUEUE_MAX) {
+    while (r->replied && r->linked && !p->closing && r->q.bytes >= LVRPC_STREAM_QUEUE_MAX) {
         pc->held = 1; /* pick() sends new calls elsewhere meanwhile */
         r->waiting = 1;
         pthread_cond_wait(&r->room, &p->lock);
@@ -991,19 +978,10 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         kill_stream(r, &e);
         return;
     }
-    q->next = NULL;
-    q->h = *h;
-    q->len = len;
-    memcpy(q->body, body, len);
-    if (r->tail)
-        r->tail->next = q;
-    else
-        r->head = q;
-    r->tail = q;
-    r->bytes += len;
+    lvrpci_pktq_push(&r->q, q, h, body, len);
     if (len == 0 || h->type != LVRPC_STREAM || h->status != LVRPC_STATUS_CONTINUE)
         r->urgent = 1;
-    if (!r->batch || r->urgent || r->bytes >= STREAM_BATCH)
+    if (!r->batch || r->urgent || r->q.bytes >= STREAM_BATCH)
         pthread_cond_signal(&r->ready);
 }
 
@@ -1526,11 +1504,11 @@ static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h
     r->cur = NULL;
     r->batch = st->bulk;
     while (!r->dead && !p->closing && rc == LVRPC_OK) {
-        if (r->head && (!r->batch || r->urgent || r->draining || r->bytes >= STREAM_BATCH)) {
+        if (r->q.head && (!r->batch || r->urgent || r->draining || r->q.bytes >= STREAM_BATCH)) {
             r->draining = 1;
             break;
         }
-        if (r->head) { /* a bulk consumer: less than a batch, wait a little */
+        if (r->q.head) { /* a bulk consumer: less than a batch, wait a little */
             int64_t dl;
             if (!until)
                 until = lvrpci_deadline_after_ms(STREAM_BATCH_WAIT_MS);
@@ -1541,22 +1519,19 @@ static int pool_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h
             }
             continue;
         }
-        if (wait_until(&r->ready, &p->lock, deadline) == ETIMEDOUT && !r->head)
+        if (wait_until(&r->ready, &p->lock, deadline) == ETIMEDOUT && !r->q.head)
             rc = lvrpci_fail(LVRPC_ETIMEDOUT, 0, "timed out waiting for stream data");
     }
-    if (r->head) {
-        qpkt *q = r->head;
-        r->head = q->next;
-        if (!r->head) {
-            r->tail = NULL;
+    if (r->q.head) {
+        lvrpci_pkt *q = lvrpci_pktq_pop(&r->q);
+        if (!r->q.head) {
             r->urgent = 0;
             r->draining = 0;
         }
-        r->bytes -= q->len;
         /* The reader waits at the maximum and goes on at half of it: one
          * wake-up per half queue, not one per packet (each costs a futex
          * round trip on both sides). */
-        if (r->waiting && r->bytes <= LVRPC_STREAM_QUEUE_MAX / 2)
+        if (r->waiting && r->q.bytes <= LVRPC_STREAM_QUEUE_MAX / 2)
             pthread_cond_broadcast(&r->room);
         r->cur = q;
         *h = q->h;
@@ -1581,13 +1556,9 @@ static void pool_stream_release(lvrpc_stream *st, int reusable)
     unlink_stream(r);
     pthread_mutex_unlock(&p->lock);
     free(r->cur);
-    while (r->head) {
-        qpkt *q = r->head;
-        r->head = q->next;
-        free(q);
-    }
+    lvrpci_pktq_clear(&r->q);
     while (r->spare) {
-        qpkt *q = r->spare;
+        lvrpci_pkt *q = r->spare;
         r->spare = q->next;
         free(q);
     }

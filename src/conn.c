@@ -266,64 +266,40 @@ static int handle_other(lvrpci_conn *c, const lvrpci_header *h, int64_t deadline
 
 static void clear_early(lvrpci_conn *c)
 {
-    lvrpci_early *e = c->early;
-
-    while (e) {
-        lvrpci_early *next = e->next;
-        free(e);
-        e = next;
-    }
+    lvrpci_pktq_clear(&c->early);
     free(c->early_cur);
-    c->early = c->early_tail = c->early_cur = NULL;
-    c->early_bytes = 0;
+    c->early_cur = NULL;
 }
 
 /* Keeps a stream packet that came before its stream's reply. */
 static int keep_early(lvrpci_conn *c, const lvrpci_header *h, const unsigned char *body,
                       size_t len)
 {
-    lvrpci_early *e;
+    lvrpci_pkt *p;
 
-    if (c->early_bytes + len > LVRPCI_EARLY_STREAM_MAX) {
+    if (c->early.bytes + len > LVRPCI_EARLY_STREAM_MAX) {
         c->broken = 1;
         return lvrpci_fail(LVRPC_EPROTO, 0, "the daemon sent more than %u bytes of stream data "
                            "before its reply to the call that opens the stream",
                            LVRPCI_EARLY_STREAM_MAX);
     }
-    if (!(e = malloc(sizeof(*e) + len))) {
+    if (!(p = lvrpci_pkt_alloc(len))) {
         c->broken = 1; /* the stream would miss data: never go on silently */
         return lvrpci_fail(LVRPC_ENOMEM, ENOMEM, "out of memory keeping stream data");
     }
-    e->next = NULL;
-    e->h = *h;
-    e->len = len;
-    memcpy(e->body, body, len);
-    if (c->early_tail)
-        c->early_tail->next = e;
-    else
-        c->early = e;
-    c->early_tail = e;
-    c->early_bytes += len;
+    lvrpci_pktq_push(&c->early, p, h, body, len);
     return LVRPC_OK;
 }
 
 int lvrpci_conn_take_early(lvrpci_conn *c, lvrpci_header *h, const unsigned char **body,
                            size_t *len)
 {
-    lvrpci_early *e = c->early;
-
     free(c->early_cur);
-    c->early_cur = NULL;
-    if (!e)
+    if (!(c->early_cur = lvrpci_pktq_pop(&c->early)))
         return 0;
-    c->early = e->next;
-    if (!c->early)
-        c->early_tail = NULL;
-    c->early_bytes -= e->len;
-    c->early_cur = e;
-    *h = e->h;
-    *body = e->body;
-    *len = e->len;
+    *h = c->early_cur->h;
+    *body = c->early_cur->body;
+    *len = c->early_cur->len;
     return 1;
 }
 

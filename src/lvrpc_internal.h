@@ -261,17 +261,34 @@ extern const lvrpci_transport_ops lvrpci_sock_ops;
 /* One handshaken connection to the daemon.  Not thread-safe by itself: in
  * Direct mode one call owns it at a time; in Shared mode the reader thread
  * owns the read side and writers hold the pool's write lock. */
-/* Stream data that came before the reply to the call that opened its
- * stream (libvirtd may send it first), kept for the stream in arrival order;
- * bounded by LVRPCI_EARLY_STREAM_MAX bytes. */
-typedef struct lvrpci_early {
-    struct lvrpci_early *next;
+/* A received stream packet kept for its stream's consumer, and a FIFO of
+ * them: Shared mode's per-stream queues, and in both modes the data that
+ * came before the reply to the call that opened its stream (libvirtd may
+ * send it first), bounded by LVRPCI_EARLY_STREAM_MAX bytes. */
+typedef struct lvrpci_pkt {
+    struct lvrpci_pkt *next;
     lvrpci_header h;
     size_t len;
+    size_t cap;           /* bytes body can hold */
     unsigned char body[];
-} lvrpci_early;
+} lvrpci_pkt;
+
+typedef struct lvrpci_pktq {
+    lvrpci_pkt *head, *tail;
+    size_t bytes;         /* body bytes queued */
+} lvrpci_pktq;
 
 #define LVRPCI_EARLY_STREAM_MAX (4u * LVRPC_STREAM_QUEUE_MAX)
+
+/* A packet buffer whose body holds cap bytes, or NULL. */
+lvrpci_pkt *lvrpci_pkt_alloc(size_t cap);
+/* Copies a packet into p (len <= p->cap) and appends it to q. */
+void lvrpci_pktq_push(lvrpci_pktq *q, lvrpci_pkt *p, const lvrpci_header *h,
+                      const unsigned char *body, size_t len);
+/* Takes the oldest packet, or NULL when q is empty. */
+lvrpci_pkt *lvrpci_pktq_pop(lvrpci_pktq *q);
+/* Frees every packet in q. */
+void lvrpci_pktq_clear(lvrpci_pktq *q);
 
 typedef struct lvrpci_conn {
     lvrpci_transport *t;
@@ -287,8 +304,8 @@ typedef struct lvrpci_conn {
     int *pkt_fds;
     unsigned npkt_fds;
     /* stream packets of the call in progress that came before its reply */
-    lvrpci_early *early, *early_tail, *early_cur;
-    size_t early_bytes;
+    lvrpci_pktq early;
+    lvrpci_pkt *early_cur;
     struct lvrpci_conn *prev, *next; /* engine-owned list links */
 } lvrpci_conn;
 

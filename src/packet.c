@@ -291,3 +291,50 @@ int lvrpci_decode_reply(lvrpci_call *call, const lvrpci_header *h,
     call->ret = ret;
     return LVRPC_OK;
 }
+
+/* ------------------------------------------------------------ packet queues */
+
+lvrpci_pkt *lvrpci_pkt_alloc(size_t cap)
+{
+    lvrpci_pkt *p = malloc(sizeof(*p) + cap);
+
+    if (p)
+        p->cap = cap;
+    return p;
+}
+
+void lvrpci_pktq_push(lvrpci_pktq *q, lvrpci_pkt *p, const lvrpci_header *h,
+                      const unsigned char *body, size_t len)
+{
+    p->next = NULL;
+    p->h = *h;
+    p->len = len;
+    memcpy(p->body, body, len);
+    if (q->tail)
+        q->tail->next = p;
+    else
+        q->head = p;
+    q->tail = p;
+    q->bytes += len;
+}
+
+lvrpci_pkt *lvrpci_pktq_pop(lvrpci_pktq *q)
+{
+    lvrpci_pkt *p = q->head;
+
+    if (!p)
+        return NULL;
+    q->head = p->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->bytes -= p->len;
+    return p;
+}
+
+void lvrpci_pktq_clear(lvrpci_pktq *q)
+{
+    lvrpci_pkt *p;
+
+    while ((p = lvrpci_pktq_pop(q)))
+        free(p);
+}
