@@ -108,6 +108,17 @@ for client in "${clients[@]}"; do
 done
 rm -f "$LOCAL/out"
 
+# The daemon's CPU (user + system, its threads and its reaped children) in
+# clock ticks: the other side of a transfer's cost.
+CLK_TCK=$(getconf CLK_TCK)
+daemon_ticks() {
+  local s
+  s=$(sed 's/.*) //' "/proc/$LIBVIRTD_PID/stat")
+  # shellcheck disable=SC2086
+  set -- $s
+  echo $(( ${12} + ${13} + ${14} + ${15} ))
+}
+
 RES=$OUT/stream-results.txt
 : > "$RES"
 echo "stream.sh: $MIB MiB, $REPS rounds, daemon pid $LIBVIRTD_PID, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -117,30 +128,46 @@ for rep in $(seq 1 "$REPS"); do
     client=${clients[$(((k + rep) % n))]}
     for op in vol-upload vol-download; do
       if [ $op = vol-upload ]; then
+        d0=$(daemon_ticks)
         big=$(timed "$(cmd "$client" $op "$LOCAL/data")")
+        d1=$(daemon_ticks)
         small=$(timed "$(cmd "$client" $op "$LOCAL/empty")")
       else
+        d0=$(daemon_ticks)
         big=$(timed "$(cmd "$client" $op /dev/null)")
+        d1=$(daemon_ticks)
         small=$(timed "$(cmd "$client" $op /dev/null "--length 1")")
       fi
-      echo "$client $op $MIB $big $small" | tee -a "$RES" >&2
+      dcpu=$(awk -v d=$((d1 - d0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
+      echo "$client $op $MIB $big $small $dcpu $rep" | tee -a "$RES" >&2
     done
   done
 done
 
-# median of each column per (client, op)
+# Medians per (client, op), and the paired ratios: each round's lvrpc
+# transfer against the same round's libvirt.so transfer (the order rotates,
+# so that drift of the machine hits every client alike).
 python3 - "$RES" "$MIB" <<'EOF'
 import sys, statistics as st
-rows = {}
+rows, by_rep = {}, {}
 for line in open(sys.argv[1]):
-    c, op, mib, e, u, s, e0, u0, s0 = line.split()
-    rows.setdefault((c, op), []).append(tuple(map(float, (e, u, s, e0, u0, s0))))
+    c, op, mib, e, u, s, e0, u0, s0, dcpu, rep = line.split()
+    v = tuple(map(float, (e, u, s, e0, u0, s0, dcpu)))
+    rows.setdefault((c, op), []).append(v)
+    by_rep.setdefault((op, int(rep)), {})[c] = v
 mib = float(sys.argv[2])
+def net_e(x):
+    return max(x[0] - x[3], 1e-3)
+def net_cpu(x):
+    return max(x[1] + x[2] - x[4] - x[5], 0.0)
+def spread(v):
+    return f"{st.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" if v else "-"
 print(f"Volume transfers of {int(mib)} MiB over TCP, one transfer per process, medians of {len(next(iter(rows.values())))}.")
-print("raw = whole process; net = minus the same tool's empty transfer (start, connect, lookups, stream open/finish).")
+print("raw = whole process; net = minus the same tool's empty transfer (start, connect, lookups,")
+print("stream open/finish); daemon CPU = libvirtd's user + system CPU during the whole transfer.")
 print()
-print("| client | op | MiB/s raw | MiB/s net | client CPU ms/MiB raw | client CPU ms/MiB net | fixed cost ms (wall / CPU) |")
-print("|---|---|---|---|---|---|---|")
+print("| client | op | MiB/s raw | MiB/s net | client CPU ms/MiB raw | client CPU ms/MiB net | daemon CPU ms/MiB | fixed cost ms (wall / CPU) |")
+print("|---|---|---|---|---|---|---|---|")
 for op in ("vol-upload", "vol-download"):
     for c in ("lvrpc-direct", "lvrpc-shared", "libvirt.so"):
         r = rows.get((c, op))
@@ -148,7 +175,24 @@ for op in ("vol-upload", "vol-download"):
             continue
         e = st.median(x[0] for x in r); cpu = st.median(x[1] + x[2] for x in r)
         e0 = st.median(x[3] for x in r); cpu0 = st.median(x[4] + x[5] for x in r)
-        net_e = max(e - e0, 1e-3); net_cpu = max(cpu - cpu0, 0.0)
-        print(f"| {c} | {op} | {mib / e:.0f} | {mib / net_e:.0f} | {cpu * 1000 / mib:.3f} | "
-              f"{net_cpu * 1000 / mib:.3f} | {e0 * 1000:.0f} / {cpu0 * 1000:.0f} |")
+        print(f"| {c} | {op} | {mib / e:.0f} | {mib / st.median(net_e(x) for x in r):.0f} | "
+              f"{cpu * 1000 / mib:.3f} | {st.median(net_cpu(x) for x in r) * 1000 / mib:.3f} | "
+              f"{st.median(x[6] for x in r) * 1000 / mib:.3f} | {e0 * 1000:.0f} / {cpu0 * 1000:.0f} |")
+print()
+print("Paired by round: lvrpc against libvirt.so in the same round (net figures).")
+print()
+print("| client | op | rounds | MiB/s ÷ libvirt.so: median (min-max) | rounds at ≥ 1 | client CPU/MiB ÷ libvirt.so: median (min-max) |")
+print("|---|---|---|---|---|---|")
+for op in ("vol-upload", "vol-download"):
+    for c in ("lvrpc-direct", "lvrpc-shared"):
+        sp, cp = [], []
+        for (o, rep), got in sorted(by_rep.items()):
+            if o != op or c not in got or "libvirt.so" not in got:
+                continue
+            mine, ref = got[c], got["libvirt.so"]
+            sp.append(net_e(ref) / net_e(mine))
+            if net_cpu(ref) > 0:
+                cp.append(net_cpu(mine) / net_cpu(ref))
+        if sp:
+            print(f"| {c} | {op} | {len(sp)} | {spread(sp)} | {sum(1 for x in sp if x >= 1)} of {len(sp)} | {spread(cp)} |")
 EOF

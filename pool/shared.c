@@ -112,9 +112,10 @@
  * for ever.  So the reader appends its packets (PONGs, PINGs, queued calls)
  * to pc->deferred and the connection's writer thread, started the first
  * time it is needed, writes them.  A file upload's packets (send_file:
- * header, then the body by sendfile) are written like any other, under
- * pc->wlock and counted in pc->writers, whole or not at all: a packet the
- * file cannot complete shuts the socket down, as any failed write does.
+ * header, then the body from a mapping of the file) are written like any
+ * other, under pc->wlock and counted in pc->writers, whole or not at all:
+ * a packet the file cannot complete shuts the socket down, as any failed
+ * write does.
  *
  * Descriptors.  A call that passes file descriptors (CALL_WITH_FDS, UNIX
  * sockets only) is never queued: it is placed at once on the UP connection
@@ -515,7 +516,7 @@ static int place(pool *p, waiter *w, pconn **out)
 /* Every write to a pooled socket: one whole packet, or a batch of whole
  * packets, under the connection's write lock so that packets never
  * interleave.  body, when not NULL, is the packet's body, sent from its
- * file after iov (the transport must have sendfile_all); fds_of, when not
+ * file after iov (the transport must have send_file_all); fds_of, when not
  * NULL, is a CALL_WITH_FDS whose descriptors follow it.  On failure part
  * of it may be out, so the socket is shut down and the reader turns that
  * into the connection's death. */
@@ -527,7 +528,7 @@ static int locked_write(pconn *pc, lvrpci_conn *conn, const struct iovec *iov, i
 
     pthread_mutex_lock(&pc->wlock);
     if (body)
-        rc = conn->t->ops->sendfile_all(conn->t, iov, n, body, deadline);
+        rc = conn->t->ops->send_file_all(conn->t, iov, n, body, deadline);
     else
         rc = lvrpci_transport_writev(conn->t, iov, n, deadline);
     if (rc == LVRPC_OK && fds_of) /* a CALL_WITH_FDS: its descriptors follow it */
@@ -1443,7 +1444,7 @@ static int pool_stream_open(void *engine, lvrpci_call *call, int64_t deadline,
 /* A stream's packet is written as a caller writes a call: counted in
  * pc->writers, so that the connection outlives the write, and under
  * pc->wlock (locked_write).  body as there; NULL for packets in memory.
- * Returns LVRPCI_NO_SENDFILE, having sent nothing, when body is given and
+ * Returns LVRPCI_NO_SEND_FILE, having sent nothing, when body is given and
  * the connection's transport cannot send files. */
 static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
                         const lvrpci_file_span *body, int64_t deadline)
@@ -1460,8 +1461,8 @@ static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
         rc = lvrpci_set_error(&r->cause);
     else if (!pc || !pc->up || !pc->conn)
         rc = lvrpci_fail(LVRPC_ECLOSED, 0, "the stream's connection is gone");
-    else if (body && !pc->conn->t->ops->sendfile_all)
-        rc = LVRPCI_NO_SENDFILE;
+    else if (body && !pc->conn->t->ops->send_file_all)
+        rc = LVRPCI_NO_SEND_FILE;
     else {
         conn = pc->conn;
         __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);

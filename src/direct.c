@@ -241,9 +241,9 @@ static int direct_stream_send_file(lvrpc_stream *st, const struct iovec *iov, in
 {
     lvrpci_conn *c = st->impl;
 
-    if (!c->t->ops->sendfile_all)
-        return LVRPCI_NO_SENDFILE;
-    return c->t->ops->sendfile_all(c->t, iov, n, body, deadline);
+    if (!c->t->ops->send_file_all)
+        return LVRPCI_NO_SEND_FILE;
+    return c->t->ops->send_file_all(c->t, iov, n, body, deadline);
 }
 
 static int direct_stream_next(lvrpc_stream *st, int64_t deadline, lvrpci_header *h,

@@ -190,12 +190,13 @@ typedef struct lvrpci_transport_ops {
      * copies into one buffer and uses write_all). */
     int (*writev_all)(lvrpci_transport *t, const struct iovec *iov, int n, int64_t deadline);
     /* Optional: writes iov[0..n) (a packet's length word and header) and
-     * then the body span, as one packet, the body going from the file to
-     * the socket without a copy through user space (NULL: the transport
-     * cannot, e.g. TLS).  A file that cannot be spliced is copied instead.
-     * On failure part of the packet may be out (the file shrank or failed
-     * mid-packet, or the socket did): the connection is unusable. */
-    int (*sendfile_all)(lvrpci_transport *t, const struct iovec *iov, int n,
+     * then the body span, as one packet, the kernel reading the body from
+     * the file (NULL: the transport would read it in user space, e.g. TLS,
+     * where a file truncated meanwhile would raise SIGBUS).  A file that
+     * cannot be mapped is read and sent instead.  On failure part of the
+     * packet may be out (the file shrank or failed mid-packet, or the socket
+     * did): the connection is unusable. */
+    int (*send_file_all)(lvrpci_transport *t, const struct iovec *iov, int n,
                         const lvrpci_file_span *body, int64_t deadline);
     /* Makes blocked and later reads and writes fail at once.  May be called
      * from any thread while another thread is inside read/write. */
@@ -358,7 +359,7 @@ int lvrpci_conn_is_stale(lvrpci_conn *c);
 /* ------------------------------------------------------------------ streams */
 
 /* send_file's "not on this transport": not an lvrpc_err (those are >= 0). */
-#define LVRPCI_NO_SENDFILE (-1)
+#define LVRPCI_NO_SEND_FILE (-1)
 
 /* What an engine provides for streams.  The common logic (chunking, holes,
  * end, finish, abort) is in src/stream.c. */
@@ -369,9 +370,9 @@ typedef struct lvrpci_stream_ops {
     /* Sends one whole packet given as iovecs (header first). */
     int (*send)(lvrpc_stream *st, const struct iovec *iov, int n, int64_t deadline);
     /* Sends one data packet whose body is read from a file (iov: the length
-     * word and header), with the transport's sendfile_all and the same
-     * locking as send.  Returns LVRPCI_NO_SENDFILE, having sent nothing and
-     * recorded no error, when the stream's transport has no sendfile_all. */
+     * word and header), with the transport's send_file_all and the same
+     * locking as send.  Returns LVRPCI_NO_SEND_FILE, having sent nothing and
+     * recorded no error, when the stream's transport has no send_file_all. */
     int (*send_file)(lvrpc_stream *st, const struct iovec *iov, int n,
                      const lvrpci_file_span *body, int64_t deadline);
     /* The next packet of this stream; body stays valid until the next call. */

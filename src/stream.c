@@ -3,9 +3,10 @@
  * (lvrpci_stream_ops).
  *
  * lvrpc_stream_send_fd hands a regular file's data to the engine's
- * send_file, packet by packet, so that plain sockets send it with
- * sendfile() and no copy (TLS, pipes and files whose size means nothing,
- * like /proc's, are read into a buffer and sent as lvrpc_stream_send does).
+ * send_file, packet by packet, so that plain sockets send it from a mapping
+ * of the file, never read into a buffer (TLS, pipes and files whose size
+ * means nothing, like /proc's, are read into a buffer and sent as
+ * lvrpc_stream_send does).
  * A packet's length goes out before its body, so it is taken from the
  * file's size just before: a file found shorter is an error with the
  * stream still in step (it is aborted); one cut while a packet is on its
@@ -437,7 +438,7 @@ static int pump_moved(send_pump *p, uint64_t n)
 }
 
 /* One data packet of len bytes of the file at off, sent by the engine
- * straight from the file.  LVRPCI_NO_SENDFILE: the stream's transport
+ * straight from the file.  LVRPCI_NO_SEND_FILE: the stream's transport
  * cannot (nothing sent). */
 static int send_file_packet(send_pump *p, off_t off, size_t len)
 {
@@ -448,7 +449,7 @@ static int send_file_packet(send_pump *p, off_t off, size_t len)
 
     put_prefix(p->st, hdr, LVRPC_STREAM, LVRPC_STATUS_CONTINUE, len);
     rc = p->st->ops->send_file(p->st, &iov, 1, &body, deadline_of(p->st));
-    if (rc != LVRPC_OK && rc != LVRPCI_NO_SENDFILE)
+    if (rc != LVRPC_OK && rc != LVRPCI_NO_SEND_FILE)
         close_stream(p->st, 0); /* as lvrpc_stream_send: the packet may be cut */
     return rc;
 }
@@ -469,7 +470,7 @@ static int at_eof(int fd, off_t off)
  * the size is checked before each one: a file found shorter than end fails
  * with the stream still clean; one cut while its packet is being sent
  * drops the connection (send_file_packet).  *off advances; returns
- * LVRPCI_NO_SENDFILE when the transport cannot (before the first packet) or
+ * LVRPCI_NO_SEND_FILE when the transport cannot (before the first packet) or
  * the file goes on past its size: the copy path takes over at *off. */
 static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
 {
@@ -484,7 +485,7 @@ static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
         if (*off >= lim && end >= 0)
             return lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
         if (*off >= lim) /* the end, unless the size lied: then read the rest */
-            return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SENDFILE;
+            return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SEND_FILE;
         n = lim - *off < (off_t)LVRPC_STREAM_CHUNK ? (size_t)(lim - *off) : LVRPC_STREAM_CHUNK;
         if ((rc = send_file_packet(p, *off, n)) != LVRPC_OK)
             return rc;
@@ -536,9 +537,9 @@ static int send_range(send_pump *p, off_t off, off_t end)
     rc = send_range_zero_copy(p, &pos, end);
     /* Reading to EOF leaves the file position at the end, as read() does,
      * and the copy path (when the transport cannot) goes on from there. */
-    if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && (rc == LVRPC_OK || rc == LVRPCI_NO_SENDFILE))
+    if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && (rc == LVRPC_OK || rc == LVRPCI_NO_SEND_FILE))
         rc = lvrpci_fail(LVRPC_ESYS, errno, "seeking the local file: %s", strerror(errno));
-    if (rc != LVRPCI_NO_SENDFILE)
+    if (rc != LVRPCI_NO_SEND_FILE)
         return rc;
     p->zero_copy = 0;
     return send_range_copy(p, pos, end);

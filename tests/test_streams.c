@@ -6,11 +6,11 @@
  *   roundtrip      a 64 MiB random file uploaded to a volume and downloaded
  *                  again, byte for byte equal, Direct and Shared, over TCP,
  *                  UNIX and TLS (TLS when the build and the daemon have it);
- *                  over TCP and UNIX all of it went by sendfile, over TLS
- *                  none (the sendfile() hook below counts)
+ *                  over TCP and UNIX all of it went through mappings of the
+ *                  file, over TLS none (the mmap() hook below counts)
  *   sparse         a file with holes uploaded and downloaded as a sparse
  *                  stream keeps its holes (st_blocks) and its content; its
- *                  data ranges went by sendfile
+ *                  data ranges went through mappings
  *   pipe source    an upload read from a pipe takes the copy path, intact,
  *                  both modes, TCP and UNIX
  *   concurrency    4 streams (2 uploads, 2 downloads) and 16 threads of
@@ -36,15 +36,16 @@
  *                  promptly, lvrpc_close() wakes a blocked recv
  *   broken files   an upload whose file shrinks between packets: an error,
  *                  the stream aborted, the connection kept; one cut in the
- *                  middle of a packet being sent (the sendfile() hook
+ *                  middle of a packet being sent (the mmap() hook
  *                  truncates it there): an error, the connection dropped,
  *                  no partial packet reaches the server, the handle goes
- *                  on; a socket failing under sendfile raises no SIGPIPE
+ *                  on; a socket failing mid-packet raises no SIGPIPE
  *
  * LVRPCT_SCALE (default 1; 8 under valgrind) divides the transfer sizes.
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -55,7 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -100,47 +101,80 @@ static int open_mode(const char *uri, lvrpc_mode mode, unsigned pool, unsigned t
     return rc;
 }
 
-/* ------------------------------------------------------------ sendfile */
+/* ------------------------------------------------------------ file mappings */
 
-/* This program defines sendfile(): the library's calls resolve to it (the
- * executable comes first in symbol lookup), so that the tests can tell the
- * zero-copy upload path from the copy path, and break an upload at an exact
- * offset in the middle of a packet: a file truncated there, as by a
- * truncate racing with the upload, or a socket that fails there.  It makes
- * the system call itself. */
-enum { SF_CUT, SF_SHUT };
-static uint64_t sf_bytes;        /* bytes sent by sendfile (atomic) */
-static int sf_fault = SF_CUT;    /* what sf_fault_at does (set before it) */
-static int64_t sf_fault_at = -1; /* when >= 0: the first call whose range holds
-                                  * it first truncates its file there (SF_CUT)
-                                  * or shuts its socket's sending side down
-                                  * (SF_SHUT) (atomic) */
+/* This program defines mmap() and sendmsg(): the library's calls resolve to
+ * them (the executable comes first in symbol lookup).  mmap() makes the
+ * system call itself and counts the bytes of the read-only MAP_POPULATE
+ * file mappings, which the library makes only to send a file's data (a
+ * packet's body and the rest of its first page), so that the tests can
+ * tell the mapped upload path from the copy path.  Both break an upload at
+ * an exact offset in the middle of a packet: the mapping whose span holds
+ * that offset first truncates its file there (MAP_CUT), as a truncate
+ * racing with the upload would, or has the same thread's next sendmsg()
+ * shut its socket's sending side down (MAP_SHUT).  sendmsg() passes every
+ * call on to the next definition (libc's, or a sanitizer's). */
+enum { MAP_CUT, MAP_SHUT };
+static uint64_t mapped_bytes;     /* atomic */
+static int map_fault = MAP_CUT;   /* what map_fault_at does (set before it) */
+static int64_t map_fault_at = -1; /* >= 0: armed (atomic) */
+static __thread int shut_next_send;
 
-ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+/* Not instrumented: sanitizer runtimes map memory through it while they
+ * start, before instrumented code may run. */
+__attribute__((no_sanitize("address", "thread"))) void *mmap(void *addr, size_t len, int prot,
+                                                             int flags, int fd, off_t off)
 {
-    int64_t at = __atomic_load_n(&sf_fault_at, __ATOMIC_ACQUIRE);
-    long n;
+    long m = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    int64_t at = __atomic_load_n(&map_fault_at, __ATOMIC_ACQUIRE);
 
-    if (at >= 0 && offset && *offset <= at && at < *offset + (off_t)count &&
-        __atomic_compare_exchange_n(&sf_fault_at, &at, -1, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE) &&
-        (sf_fault == SF_CUT ? ftruncate(in_fd, (off_t)at) : shutdown(out_fd, SHUT_WR)) < 0)
-        fprintf(stderr, "sendfile test hook: %s\n", strerror(errno));
-    n = syscall(SYS_sendfile, out_fd, in_fd, offset, count);
-    if (n > 0)
-        __atomic_add_fetch(&sf_bytes, (uint64_t)n, __ATOMIC_RELAXED);
-    return (ssize_t)n;
+    if (m == -1 || fd < 0 || prot != PROT_READ || !(flags & MAP_POPULATE))
+        return (void *)m;
+    __atomic_add_fetch(&mapped_bytes, (uint64_t)len, __ATOMIC_RELAXED);
+    if (at >= 0 && off <= at && at < off + (off_t)len &&
+        __atomic_compare_exchange_n(&map_fault_at, &at, -1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        if (map_fault == MAP_SHUT)
+            shut_next_send = 1;
+        else if (ftruncate(fd, (off_t)at) < 0)
+            fprintf(stderr, "mmap test hook: %s\n", strerror(errno));
+    }
+    return (void *)m;
 }
 
-static void sendfile_fault(int kind, int64_t at)
+ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
 {
-    sf_fault = kind;
-    __atomic_store_n(&sf_fault_at, at, __ATOMIC_RELEASE);
+    static ssize_t (*next)(int, const struct msghdr *, int);
+
+    if (!__atomic_load_n(&next, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&next, (ssize_t (*)(int, const struct msghdr *, int))
+                                    dlsym(RTLD_NEXT, "sendmsg"), __ATOMIC_RELEASE);
+    if (shut_next_send) {
+        shut_next_send = 0;
+        if (shutdown(fd, SHUT_WR) < 0)
+            fprintf(stderr, "sendmsg test hook: %s\n", strerror(errno));
+    }
+    return next(fd, mh, flags);
 }
 
-static uint64_t sendfile_bytes(void)
+static void map_fault_arm(int kind, int64_t at)
 {
-    return __atomic_load_n(&sf_bytes, __ATOMIC_RELAXED);
+    map_fault = kind;
+    __atomic_store_n(&map_fault_at, at, __ATOMIC_RELEASE);
+}
+
+static uint64_t mapped(void)
+{
+    return __atomic_load_n(&mapped_bytes, __ATOMIC_RELAXED);
+}
+
+/* Whether an upload of size bytes went whole through mappings: each packet
+ * maps its body and at most the page before it. */
+static int all_mapped(uint64_t got, uint64_t size)
+{
+    uint64_t packets = (size + 262119) / 262120;
+
+    return got >= size && got < size + packets * 4096;
 }
 
 /* ------------------------------------------------------------ files */
@@ -520,15 +554,19 @@ static void roundtrip(const char *uri, const char *transport, lvrpc_mode mode,
         return;
     LVRPCT_ASSERT_OK(vol_create(c, vol, big_size()));
     t0 = now_ms();
-    sf0 = sendfile_bytes();
+    sf0 = mapped();
     LVRPCT_ASSERT_OK(upload_file(c, vol, src, 0));
-    sent = sendfile_bytes() - sf0;
+    sent = mapped() - sf0;
     LVRPCT_ASSERT_OK(download_file(c, vol, dst, 0));
-    printf("\n    %s %s: %zu MiB up and down in %lld ms, %llu bytes by sendfile ", transport,
+    printf("\n    %s %s: %zu MiB up and down in %lld ms, %llu bytes mapped ", transport,
            lvrpct_mode_name(mode), big_size() / MIB, (long long)(now_ms() - t0),
            (unsigned long long)sent);
-    /* plain sockets send the file with sendfile, all of it; TLS copies */
-    LVRPCT_ASSERT_INT(sent, strcmp(transport, "tls") == 0 ? 0 : (long long)big_size());
+    /* plain sockets send the file from mappings, all of it; TLS reads it */
+    if (strcmp(transport, "tls") == 0)
+        LVRPCT_ASSERT_INT(sent, 0);
+    else
+        lvrpct_assert(all_mapped(sent, big_size()), __FILE__, __LINE__,
+                      "%llu bytes mapped for %zu", (unsigned long long)sent, big_size());
     LVRPCT_ASSERT(files_equal(src, dst) == 1);
     LVRPCT_ASSERT_OK(ordinary_call(c)); /* the handle is still fine */
     vol_delete(c, vol);
@@ -616,12 +654,12 @@ static void test_sparse(void)
         if (!c)
             continue;
         LVRPCT_ASSERT_OK(vol_create(c, vol, size));
-        sf0 = sendfile_bytes();
+        sf0 = mapped();
         LVRPCT_ASSERT_OK(upload_file(c, vol, src, 1));
-        /* the data ranges went by sendfile, the holes as holes */
-        sent = (long long)(sendfile_bytes() - sf0);
+        /* the data ranges went through mappings, the holes as holes */
+        sent = (long long)(mapped() - sf0);
         lvrpct_assert(sent >= data && sent < data + (long long)MIB, __FILE__, __LINE__,
-                      "%lld bytes by sendfile, data %lld", sent, data);
+                      "%lld bytes mapped, data %lld", sent, data);
         /* the daemon wrote holes as holes */
         lvrpct_assert(allocated(volpath) >= 0 && allocated(volpath) < data + 4 * (long long)MIB,
                       __FILE__, __LINE__, "volume %s: %lld bytes allocated of %zu (data %lld)",
@@ -694,9 +732,9 @@ static void pipe_upload(const char *uri, const char *transport, lvrpc_mode mode,
     LVRPCT_ASSERT_OK(vol_create(c, vol, len));
     f.fd = p[1];
     LVRPCT_ASSERT(pthread_create(&th, NULL, feed_pipe, &f) == 0);
-    sf0 = sendfile_bytes();
+    sf0 = mapped();
     LVRPCT_ASSERT_OK(upload_fd(c, vol, p[0], 0, 0));
-    LVRPCT_ASSERT_INT(sendfile_bytes() - sf0, 0);
+    LVRPCT_ASSERT_INT(mapped() - sf0, 0);
     close(p[0]); /* a writer still blocked in write() gets EPIPE */
     pthread_join(th, NULL);
     LVRPCT_ASSERT_INT(f.rc, 0);
@@ -707,7 +745,7 @@ static void pipe_upload(const char *uri, const char *transport, lvrpc_mode mode,
     lvrpc_close(c);
 }
 
-/* The source is a pipe: no sendfile, the data read and copied, intact. */
+/* The source is a pipe: no mapping, the data read and copied, intact. */
 static void test_pipe_source(void)
 {
     size_t len = (size_t)16 * MIB / scale;
@@ -1879,7 +1917,7 @@ static void test_cli_console(void)
     fake_server_stop(s);
 }
 
-/* --- uploads from a file that breaks: the sendfile path's failures */
+/* --- uploads from a file that breaks: the mapped path's failures */
 
 /* A file of len bytes of fake_stream_byte, open for reading and writing
  * (the tests shrink it); its name is unlinked.  -1 on failure. */
@@ -1954,7 +1992,7 @@ static void test_shrink_between_packets(void)
     fake_server_stop(s);
 }
 
-/* Runs one upload of a 4 MiB file to the fake with a sendfile fault at
+/* Runs one upload of a 4 MiB file to the fake with a mapping fault at
  * 1 MiB + 1000 bytes (inside the fifth packet), over TCP or UNIX.  The
  * packet cannot be completed: the upload fails, the daemon sees the
  * connection close and never a partial packet, and the handle goes on
@@ -1978,12 +2016,12 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
     LVRPCT_ASSERT_OK(open_upload(c, 0, &st));
     if (st) {
         int rc;
-        sendfile_fault(fault, MIB + 1000);
+        map_fault_arm(fault, MIB + 1000);
         rc = lvrpc_stream_send_fd(st, fd, 4 * MIB, NULL, NULL);
         lvrpct_assert(rc != LVRPC_OK && strstr(lvrpc_last_message(), want), __FILE__, __LINE__,
                       "%s %s: rc %d, message: %s", use_unix ? "unix" : "tcp",
                       lvrpct_mode_name(mode), rc, lvrpc_last_message());
-        LVRPCT_ASSERT_INT(__atomic_load_n(&sf_fault_at, __ATOMIC_ACQUIRE), -1); /* it ran */
+        LVRPCT_ASSERT_INT(__atomic_load_n(&map_fault_at, __ATOMIC_ACQUIRE), -1); /* it ran */
     }
     lvrpc_stream_free(st);
     LVRPCT_ASSERT(fake_server_wait_closed_by_peer(s, f0.closed_by_peer + 1, 5000));
@@ -2003,25 +2041,25 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
     }
     LVRPCT_ASSERT(mode != LVRPC_MODE_SHARED || l1.reconnects > l0.reconnects);
     LVRPCT_ASSERT_OK(lib_version(c));
-    sendfile_fault(SF_CUT, -1);
+    map_fault_arm(MAP_CUT, -1);
     close(fd);
     lvrpc_close(c);
 }
 
-/* A file cut in the middle of a packet that sendfile is sending. */
+/* A file cut in the middle of a packet being sent from its mapping. */
 static void test_shrink_mid_packet(void)
 {
     fake_server *s = start_fake();
 
     for (size_t m = 0; s && m < 2; m++)
         for (int u = 0; u < 2; u++)
-            broken_upload(s, u, modes[m], SF_CUT, "shrank while sending (mid-packet");
+            broken_upload(s, u, modes[m], MAP_CUT, "shrank while sending (mid-packet");
     fake_server_stop(s);
 }
 
-/* The socket fails under sendfile, which has no MSG_NOSIGNAL: an error,
- * and no SIGPIPE (the default action, to end the process, is in force). */
-static void test_sendfile_no_sigpipe(void)
+/* The socket fails in the middle of an upload's packet: an error, and no
+ * SIGPIPE (the default action, to end the process, is in force). */
+static void test_upload_no_sigpipe(void)
 {
     fake_server *s = start_fake();
     void (*old)(int) = signal(SIGPIPE, SIG_DFL);
@@ -2029,7 +2067,7 @@ static void test_sendfile_no_sigpipe(void)
     for (size_t m = 0; s && m < 2; m++)
         for (int u = 0; u < 2; u++) {
             sigset_t pending, mask;
-            broken_upload(s, u, modes[m], SF_SHUT, "");
+            broken_upload(s, u, modes[m], MAP_SHUT, "");
             LVRPCT_ASSERT(sigpending(&pending) == 0 && !sigismember(&pending, SIGPIPE));
             LVRPCT_ASSERT(pthread_sigmask(SIG_BLOCK, NULL, &mask) == 0 &&
                           !sigismember(&mask, SIGPIPE));
@@ -2096,7 +2134,7 @@ static void add_suites(void)
         {"lvrpc console: stdin in, the echo out", test_cli_console},
         {"upload: a file shrinking between packets, a clean error", test_shrink_between_packets},
         {"upload: a file cut mid-packet drops the connection", test_shrink_mid_packet},
-        {"upload: a socket failing under sendfile, no SIGPIPE", test_sendfile_no_sigpipe},
+        {"upload: a socket failing mid-packet, no SIGPIPE", test_upload_no_sigpipe},
         {NULL, NULL},
     };
     add_filtered("streams/fake", NULL, NULL, fake_tests);
