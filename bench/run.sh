@@ -173,8 +173,20 @@ cpu_ticks() { # pid -> utime+stime in ticks (0 when gone)
   echo $(( ${12} + ${13} ))
 }
 
+# Entries into an idle state, all vCPUs together (0 without cpuidle).  Per
+# call, it tells how often a wake-up found a vCPU asleep: on a small VM each
+# costs the waker and the woken tens of µs, and the daemon's CPU per call
+# follows it more than anything the client does.
+idle_entries() {
+  local f s=0
+  for f in /sys/devices/system/cpu/cpu[0-9]*/cpuidle/state*/usage; do
+    [ -r "$f" ] && s=$((s + $(cat "$f")))
+  done
+  echo "$s"
+}
+
 run_point() { # rep server client call threads
-  local rep=$1 srv=$2 cl=$3 call=$4 t=$5 uri port spid out rc=0 t0 t1 calls
+  local rep=$1 srv=$2 cl=$3 call=$4 t=$5 uri port spid out rc=0 t0 t1 i0 i1 calls
   case $srv in
     real) uri=$REAL_URI; port=$REAL_PORT; spid=$REAL_PID ;;
     realtls) uri=$REAL_TLS_URI; port=$REAL_TLS_PORT; spid=$REAL_PID ;;
@@ -194,13 +206,18 @@ run_point() { # rep server client call threads
   case $cl in libvirt-*) [ $HAVE_LIBVIRT = 1 ] || return 0 ;; esac
   [ "$srv" = instant1cpu ] && cmd=("${PIN[@]}" "${cmd[@]}")
   t0=0; [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
+  i0=$(idle_entries)
   out=$("${cmd[@]}" 2>"$DDIR/stderr") || rc=$?
+  i1=$(idle_entries)
   t1=0; [ -n "$spid" ] && t1=$(cpu_ticks "$spid")
   out=$(printf '%s\n' "$out" | grep -E '^(calls|waiters)=' | tail -n 1 || true)
   local extra=""
   calls=$(printf '%s' "$out" | sed -n 's/^calls=\([0-9]*\).*/\1/p')
   if [ -n "$spid" ] && [ -n "$calls" ] && [ "$calls" -gt 0 ]; then
     extra=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$calls" 'BEGIN { printf "server_cpu_us_per_call=%.2f", d * 1e6 / hz / n }')
+  fi
+  if [ -n "$calls" ] && [ "$calls" -gt 0 ] && [ "$i1" -gt 0 ]; then
+    extra="$extra $(awk -v d=$((i1 - i0)) -v n="$calls" 'BEGIN { printf "idle_entries_per_call=%.3f", d / n }')"
   fi
   if [ $rc != 0 ] || [ -z "$out" ]; then
     echo "  FAILED (exit $rc): ${cmd[*]}: $(head -c 300 "$DDIR/stderr")" >&2

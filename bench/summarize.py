@@ -74,9 +74,9 @@ def table(groups, server, server_cpu_name):
         out.append(f"call = **{call}**")
         out.append("")
         out.append("| threads | client | calls/s | spread % | p50 µs | p99 µs | client CPU µs/call | "
-                   f"{server_cpu_name} CPU µs/call | calls/s ÷ libvirt.so shared | "
+                   f"{server_cpu_name} CPU µs/call | vCPU idle entries/call | calls/s ÷ libvirt.so shared | "
                    "calls/s ÷ libvirt.so per-thread | CPU/call ÷ libvirt.so shared | p50 − floor µs | runs |")
-        out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in threads:
             ref = groups.get((server, "libvirt-shared", call, t))
             own = groups.get((server, "libvirt-own", call, t))
@@ -95,10 +95,11 @@ def table(groups, server, server_cpu_name):
                 delta = None
                 if t == 1 and raw_p50 is not None and c != "raw":
                     delta = p50 - raw_p50 if p50 is not None else None
-                out.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                out.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                     t if c != "raw" else "1 (seq.)", CLIENTS[c], fmt(cps), fmt(spread(runs, "calls_per_s")),
                     fmt(p50, "{:.1f}"), fmt(med(runs, "p99_us"), "{:.1f}"), fmt(cpu, "{:.1f}"),
                     fmt(med(runs, "server_cpu_us_per_call"), "{:.1f}"),
+                    fmt(med(runs, "idle_entries_per_call"), "{:.2f}"),
                     "–" if is_ref else fmt(ratio(cps, ref_cps), "{:.2f}×"),
                     "–" if is_ref else fmt(ratio(cps, own_cps), "{:.2f}×"),
                     "–" if is_ref else fmt(ratio(cpu, ref_cpu), "{:.2f}×"),
