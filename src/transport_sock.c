@@ -14,7 +14,7 @@
  * 4 KiB page per fragment, which the receiving socket cannot merge, and
  * libvirtd then spent about 30 % more CPU per MiB receiving an upload
  * (TcpExtTCPRcvCoalesce: 700 merges per GiB instead of 6,000).  The daemon
- * is what limits an upload's speed: sendfile() made it 15-20 % slower than
+ * is what limits an upload's speed: sendfile() made it 15-25 % slower than
  * this copy, for about 0.15 ms/MiB less client CPU (bench/stream.sh).
  * Only the kernel reads the mapping, so a file truncated meanwhile makes
  * the write fail with EFAULT (no SIGBUS): the packet cannot be finished and
