@@ -979,11 +979,8 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
         return;
     if (!r->replied && r->q.bytes + len > LVRPCI_EARLY_STREAM_MAX) {
         lvrpc_error e;
-        memset(&e, 0, sizeof(e));
-        e.code = LVRPC_EPROTO;
-        snprintf(e.message, sizeof(e.message), "the daemon sent more than %u bytes of stream "
-                 "data before its reply to the call that opens the stream",
-                 LVRPCI_EARLY_STREAM_MAX);
+        lvrpci_error_make(&e, LVRPC_EPROTO, 0, LVRPCI_EARLY_STREAM_TOO_MUCH,
+                          LVRPCI_EARLY_STREAM_MAX);
         kill_stream(r, &e);
         return;
     }
@@ -999,10 +996,7 @@ static void route_stream(pconn *pc, const lvrpci_header *h, const unsigned char 
     if (!(q = packet_buffer(r, len))) {
         /* Never drop data silently: the stream fails with ENOMEM. */
         lvrpc_error e;
-        memset(&e, 0, sizeof(e));
-        e.code = LVRPC_ENOMEM;
-        e.sys_errno = ENOMEM;
-        snprintf(e.message, sizeof(e.message), "out of memory queueing stream data");
+        lvrpci_error_make(&e, LVRPC_ENOMEM, ENOMEM, "out of memory queueing stream data");
         kill_stream(r, &e);
         return;
     }
@@ -1617,17 +1611,15 @@ static const lvrpci_stream_ops pool_stream_ops = {
 static void pool_stop(void *engine)
 {
     pool *p = engine;
+    lvrpc_error e;
 
     if (!p)
         return;
+    lvrpci_error_make(&e, LVRPC_ECLOSED, 0, "the handle was closed during the call");
     pthread_mutex_lock(&p->lock);
     p->closing = 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         pconn *pc = &p->conns[i];
-        lvrpc_error e;
-        memset(&e, 0, sizeof(e));
-        e.code = LVRPC_ECLOSED;
-        snprintf(e.message, sizeof(e.message), "the handle was closed during the call");
         if (pc->table)
             fail_all_pending(pc, &e);
         while (pc->streams)
@@ -1639,10 +1631,6 @@ static void pool_stop(void *engine)
     }
     while (p->qhead) {
         waiter *w = p->qhead;
-        lvrpc_error e;
-        memset(&e, 0, sizeof(e));
-        e.code = LVRPC_ECLOSED;
-        snprintf(e.message, sizeof(e.message), "the handle was closed during the call");
         queue_remove(p, w);
         finish(w, LVRPC_ECLOSED, &e);
     }

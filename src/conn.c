@@ -279,8 +279,7 @@ static int keep_early(lvrpci_conn *c, const lvrpci_header *h, const unsigned cha
 
     if (c->early.bytes + len > LVRPCI_EARLY_STREAM_MAX) {
         c->broken = 1;
-        return lvrpci_fail(LVRPC_EPROTO, 0, "the daemon sent more than %u bytes of stream data "
-                           "before its reply to the call that opens the stream",
+        return lvrpci_fail(LVRPC_EPROTO, 0, LVRPCI_EARLY_STREAM_TOO_MUCH,
                            LVRPCI_EARLY_STREAM_MAX);
     }
     if (!(p = lvrpci_pkt_alloc(len))) {

@@ -54,15 +54,29 @@ const lvrpc_error *lvrpci_error(void)
     return &tls_error;
 }
 
+static void make_error(lvrpc_error *e, int code, int sys_errno, const char *fmt, va_list ap)
+{
+    memset(e, 0, sizeof(*e));
+    e->code = code;
+    e->sys_errno = sys_errno;
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+}
+
+void lvrpci_error_make(lvrpc_error *e, int code, int sys_errno, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    make_error(e, code, sys_errno, fmt, ap);
+    va_end(ap);
+}
+
 int lvrpci_fail(int code, int sys_errno, const char *fmt, ...)
 {
     va_list ap;
 
-    memset(&tls_error, 0, sizeof(tls_error));
-    tls_error.code = code;
-    tls_error.sys_errno = sys_errno;
     va_start(ap, fmt);
-    vsnprintf(tls_error.message, sizeof(tls_error.message), fmt, ap);
+    make_error(&tls_error, code, sys_errno, fmt, ap);
     va_end(ap);
     return code;
 }

@@ -41,6 +41,10 @@ int64_t lvrpci_deadline_after_ms(unsigned ms);
  * code, so that callers can write `return lvrpci_fail(...)`. */
 int lvrpci_fail(int code, int sys_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Fills e as lvrpci_fail fills the thread's record, for a failure handed to
+ * others (waiters, streams) without touching the calling thread's. */
+void lvrpci_error_make(lvrpc_error *e, int code, int sys_errno, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Records a daemon's error reply; returns LVRPC_EREMOTE. */
 int lvrpci_fail_remote(const lvrpc_remote_error *e);
 /* Copies a whole record into the calling thread's (to hand one failure to
@@ -280,6 +284,10 @@ typedef struct lvrpci_pktq {
 } lvrpci_pktq;
 
 #define LVRPCI_EARLY_STREAM_MAX (4u * LVRPC_STREAM_QUEUE_MAX)
+/* The error of a daemon that sends more than that (format: the bound). */
+#define LVRPCI_EARLY_STREAM_TOO_MUCH                                           \
+    "the daemon sent more than %u bytes of stream data before its reply to " \
+    "the call that opens the stream"
 
 /* A packet buffer whose body holds cap bytes, or NULL. */
 lvrpci_pkt *lvrpci_pkt_alloc(size_t cap);
