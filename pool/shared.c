@@ -510,25 +510,14 @@ static int place(pool *p, waiter *w, pconn **out)
         if (!(pc = pick_any_up(p)))
             return lvrpci_fail(LVRPC_ECLOSED, 0, "no connection to the daemon is up: %s",
                                p->conns[0].cause.message);
-        make_pending(pc, w);
-        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
-        *out = pc;
-        return LVRPC_OK;
-    }
-    if (w->pin) { /* rare calls (event registrations): past the queue */
+    } else if (w->pin) { /* rare calls (event registrations): past the queue */
         if (!w->pin->up)
             return lvrpci_fail(LVRPC_ECLOSED, 0, "the event connection is down: %s",
                                w->pin->cause.message);
         pc = w->pin;
-        make_pending(pc, w);
-        __atomic_add_fetch(&pc->writers, 1, __ATOMIC_ACQ_REL);
-        *out = pc;
-        return LVRPC_OK;
-    }
-    /* With every connection down the call waits in the queue, within its
-     * timeout, for a reconnection to send it. */
-    pc = p->qhead ? NULL : pick(p);
-    if (!pc) {
+    } else if (p->qhead || !(pc = pick(p))) {
+        /* With every connection down the call waits in the queue, within
+         * its timeout, for a reconnection to send it. */
         queue_append(p, w);
         return LVRPC_OK;
     }
