@@ -424,7 +424,7 @@ static int progress(lvrpc_progress_cb cb, void *opaque, uint64_t done, uint64_t 
 typedef struct send_pump {
     lvrpc_stream *st;
     int fd;
-    int zero_copy;        /* a readable regular file: try the engine's send_file */
+    int from_file;        /* a readable regular file: try the engine's send_file */
     unsigned char *buf;   /* the copy path's buffer, made on first use */
     uint64_t done, total;
     lvrpc_progress_cb cb;
@@ -465,14 +465,15 @@ static int at_eof(int fd, off_t off)
     return n == 0;
 }
 
-/* Sends [*off, end) of a regular file without copying it (end < 0: up to
- * its end).  A packet announces its length before its body goes out, so
- * the size is checked before each one: a file found shorter than end fails
- * with the stream still clean; one cut while its packet is being sent
- * drops the connection (send_file_packet).  *off advances; returns
- * LVRPCI_NO_SEND_FILE when the transport cannot (before the first packet) or
- * the file goes on past its size: the copy path takes over at *off. */
-static int send_range_zero_copy(send_pump *p, off_t *off, off_t end)
+/* Sends [*off, end) of a regular file straight from it, never read into a
+ * buffer of ours (end < 0: up to its end).  A packet announces its length
+ * before its body goes out, so the size is checked before each one: a file
+ * found shorter than end fails with the stream still clean; one cut while
+ * its packet is being sent drops the connection (send_file_packet).  *off
+ * advances; returns LVRPCI_NO_SEND_FILE when the transport cannot (before
+ * the first packet) or the file goes on past its size: the copy path takes
+ * over at *off. */
+static int send_range_from_file(send_pump *p, off_t *off, off_t end)
 {
     while (end < 0 || *off < end) {
         struct stat sb;
@@ -526,22 +527,22 @@ static int send_range_copy(send_pump *p, off_t off, off_t end)
 }
 
 /* Sends [off, end) of fd as data (end < 0: from the file position to
- * EOF): without a copy when the file and the transport allow it. */
+ * EOF): straight from the file when the file and the transport allow it. */
 static int send_range(send_pump *p, off_t off, off_t end)
 {
     off_t pos = off;
     int rc;
 
-    if (!p->zero_copy || (end < 0 && (pos = lseek(p->fd, 0, SEEK_CUR)) < 0))
+    if (!p->from_file || (end < 0 && (pos = lseek(p->fd, 0, SEEK_CUR)) < 0))
         return send_range_copy(p, off, end);
-    rc = send_range_zero_copy(p, &pos, end);
+    rc = send_range_from_file(p, &pos, end);
     /* Reading to EOF leaves the file position at the end, as read() does,
      * and the copy path (when the transport cannot) goes on from there. */
     if (end < 0 && lseek(p->fd, pos, SEEK_SET) < 0 && (rc == LVRPC_OK || rc == LVRPCI_NO_SEND_FILE))
         rc = lvrpci_fail(LVRPC_ESYS, errno, "seeking the local file: %s", strerror(errno));
     if (rc != LVRPCI_NO_SEND_FILE)
         return rc;
-    p->zero_copy = 0;
+    p->from_file = 0;
     return send_range_copy(p, pos, end);
 }
 
@@ -573,11 +574,11 @@ static int send_sparse(send_pump *p, off_t size)
     return LVRPC_OK;
 }
 
-/* Whether the engine may send fd without a copy: a regular file open for
- * reading (a write-only fd fails in the copy path, cleanly) whose size can
- * be trusted.  The pseudo-files of /proc and /sys occupy no blocks and
+/* Whether the engine may send fd straight from the file: a regular file
+ * open for reading (a write-only fd fails in the copy path, cleanly) whose
+ * size can be trusted.  The pseudo-files of /proc and /sys occupy no blocks and
  * their size says nothing about their content, so they are read. */
-static int zero_copy_source(int fd, const struct stat *sb)
+static int file_source(int fd, const struct stat *sb)
 {
     int fl = fcntl(fd, F_GETFL);
 
@@ -595,7 +596,7 @@ int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progres
     if (rc != LVRPC_OK)
         return rc;
     have_stat = fstat(fd, &sb) == 0;
-    p.zero_copy = have_stat && st->ops->send_file && zero_copy_source(fd, &sb);
+    p.from_file = have_stat && st->ops->send_file && file_source(fd, &sb);
     if ((st->flags & LVRPC_STREAM_SPARSE) && have_stat && S_ISREG(sb.st_mode))
         rc = send_sparse(&p, sb.st_size);
     else
