@@ -209,6 +209,13 @@ static int sock_writev_all(lvrpci_transport *t, const struct iovec *iov, int n,
     return sock_writev_flags(t, iov, n, 0, deadline);
 }
 
+/* The file lost bytes of a packet already announced: it cannot be finished. */
+static int file_cut_mid_packet(void)
+{
+    return lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending (mid-packet: "
+                       "the connection is dropped)");
+}
+
 /* A body that cannot be mapped: read and sent with send().  The error
  * that stops it is the file's (it shrank, or a read failed) or the
  * socket's; either way the packet is cut. */
@@ -229,8 +236,7 @@ static int body_by_copy(lvrpci_transport *t, const lvrpci_file_span *b, int64_t 
             rc = lvrpci_fail(LVRPC_ESYS, errno, "reading the local file: %s (mid-packet: "
                              "the connection is dropped)", strerror(errno));
         else if (n == 0)
-            rc = lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending (mid-packet: "
-                             "the connection is dropped)");
+            rc = file_cut_mid_packet();
         else
             rc = sock_write_all(t, buf, (size_t)n, deadline);
         if (n > 0) {
@@ -267,8 +273,7 @@ static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int 
     v[n].iov_len = body->len;
     rc = sock_writev_flags(t, v, n + 1, 0, deadline);
     if (rc != LVRPC_OK && lvrpci_error()->sys_errno == EFAULT) /* cut under the mapping */
-        rc = lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending (mid-packet: "
-                         "the connection is dropped)");
+        rc = file_cut_mid_packet();
     munmap(map, span);
     return rc;
 }
