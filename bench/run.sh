@@ -36,7 +36,7 @@
 #   EXTRA_CALLS="libversion"  calls measured at EXTRA_THREADS too
 #   TLS_THREADS="1 16"  thread counts over the daemon's TLS listener (lookup); empty: none
 #   EXTRA_THREADS="1 16"
-#   INSTANT_THREADS="1 16"    thread counts against the instant server
+#   INSTANT_THREADS="1 16 64" thread counts against the instant server
 #   PIN_THREADS="1 16"        thread counts against a second instant server
 #                             that, with its clients, runs on CPU $PIN_CPU (0)
 #                             only (taskset); empty: none
@@ -52,7 +52,7 @@ THREADS=${THREADS:-"1 4 16 64"}
 EXTRA_CALLS=${EXTRA_CALLS-libversion}
 TLS_THREADS=${TLS_THREADS-"1 16"}
 EXTRA_THREADS=${EXTRA_THREADS:-"1 16"}
-INSTANT_THREADS=${INSTANT_THREADS:-"1 16"}
+INSTANT_THREADS=${INSTANT_THREADS:-"1 16 64"}
 PIN_THREADS=${PIN_THREADS-"1 16"}
 MEM_THREADS=${MEM_THREADS:-1000}
 PYTHON=${PYTHON:-python3}
@@ -155,7 +155,7 @@ if [ -n "$TLS_THREADS" ] && [ -n "$REAL_TLS_URI" ] && "$LVRPC" -c "$REAL_TLS_URI
 fi
 POINTS+=("instant raw lookup 1")
 for t in $INSTANT_THREADS; do
-  for c in libvirt-shared lvrpc-direct lvrpc-shared-k1; do POINTS+=("instant $c lookup $t"); done
+  for c in libvirt-shared lvrpc-direct lvrpc-shared-k1 lvrpc-shared-k4; do POINTS+=("instant $c lookup $t"); done
 done
 if [ -n "$PIN_THREADS" ]; then
   POINTS+=("instant1cpu raw lookup 1")

@@ -158,17 +158,18 @@ def targets(groups):
                    f"{verdict(ok)}")
 
     for srv, label in (("instant", "Instant server"), ("instant1cpu", "  - the same on one CPU")):
-        ts = sorted({t for (sv, cl, c, t) in groups if sv == srv and cl == "lvrpc-shared-k1"})
-        for t in ts:
-            s, l = g(srv, "lvrpc-shared-k1", "lookup", t), g(srv, "libvirt-shared", "lookup", t)
-            a, b = (med(s, "calls_per_s") if s else None), (med(l, "calls_per_s") if l else None)
-            r = ratio(a, b)
-            ok = None if r is None else r >= T_INSTANT_RATIO
-            d = g(srv, "lvrpc-direct", "lookup", t)
-            dr = ratio(med(d, "calls_per_s") if d else None, b)
-            out.append(f"{'- ' if srv == 'instant' else ''}{label}, {t} thread{'s' if t > 1 else ''}: Shared K=1 "
-                       f"calls/s {fmt(a)} ≥ {T_INSTANT_RATIO:.0f}× libvirt.so shared {fmt(b)} "
-                       f"(is {fmt(r, '{:.2f}×')}; Direct: {fmt(dr, '{:.2f}×')}): {verdict(ok)}")
+        for k in ("k1", "k4"):
+            cl = "lvrpc-shared-" + k
+            for t in sorted({t for (sv, c, _, t) in groups if sv == srv and c == cl}):
+                s, l = g(srv, cl, "lookup", t), g(srv, "libvirt-shared", "lookup", t)
+                a, b = (med(s, "calls_per_s") if s else None), (med(l, "calls_per_s") if l else None)
+                r = ratio(a, b)
+                ok = None if r is None else r >= T_INSTANT_RATIO
+                d = g(srv, "lvrpc-direct", "lookup", t)
+                dr = ratio(med(d, "calls_per_s") if d else None, b)
+                out.append(f"{'- ' if srv == 'instant' else ''}{label}, {t} thread{'s' if t > 1 else ''}: "
+                           f"Shared K={k[1:]} calls/s {fmt(a)} ≥ {T_INSTANT_RATIO:.0f}× libvirt.so shared {fmt(b)} "
+                           f"(is {fmt(r, '{:.2f}×')}; Direct: {fmt(dr, '{:.2f}×')}): {verdict(ok)}")
 
     mem = [v for (k, v) in groups.items() if k[0] == "mem"]
     if mem:

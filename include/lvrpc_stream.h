@@ -122,8 +122,9 @@ typedef int (*lvrpc_progress_cb)(uint64_t done, uint64_t total, void *opaque);
 
 /* Sends everything read from fd (until EOF), then finishes the stream.  On a
  * sparse stream the holes of a regular file are sent as holes.  Over TCP and
- * UNIX sockets a regular file is sent from a mapping of it (the kernel
- * copies it into the socket; it is never read into a buffer); TLS and other
+ * UNIX sockets a regular file is sent from a mapping of it, 16 MiB at a
+ * time (the kernel copies it into the socket; it is never read into a
+ * buffer); TLS and other
  * fds are read into a buffer.  A file that shrinks
  * meanwhile ends a stream that is not sparse where it now ends (as read()
  * would), and fails a sparse one with LVRPC_ESYS, the stream aborted; a file

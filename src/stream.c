@@ -28,6 +28,10 @@
 #define ABORT_WAIT_MS 2000
 /* Read size of the fd pumps. */
 #define PUMP_CHUNK (1024u * 1024)
+/* The packets one mapped window of an uploaded file holds (16 MiB): enough
+ * that mapping costs little per packet, little enough not to map a whole
+ * large file at once. */
+#define FILE_WINDOW_PACKETS 64
 
 static int64_t deadline_of(lvrpc_stream *st)
 {
@@ -426,6 +430,7 @@ typedef struct send_pump {
     int fd;
     int from_file;        /* a readable regular file: try the engine's send_file */
     unsigned char *buf;   /* the copy path's buffer, made on first use */
+    lvrpci_file_window win; /* the file path's mapped window */
     uint64_t done, total;
     lvrpc_progress_cb cb;
     void *opaque;
@@ -440,11 +445,11 @@ static int pump_moved(send_pump *p, uint64_t n)
 /* One data packet of len bytes of the file at off, sent by the engine
  * straight from the file.  LVRPCI_NO_SEND_FILE: the stream's transport
  * cannot (nothing sent). */
-static int send_file_packet(send_pump *p, off_t off, size_t len)
+static int send_file_packet(send_pump *p, off_t off, size_t len, off_t win_end)
 {
     unsigned char hdr[LVRPCI_PACKET_MIN];
     struct iovec iov = {hdr, sizeof(hdr)};
-    lvrpci_file_span body = {p->fd, off, len};
+    lvrpci_file_span body = {p->fd, off, len, &p->win, win_end};
     int rc;
 
     put_prefix(p->st, hdr, LVRPC_STREAM, LVRPC_STATUS_CONTINUE, len);
@@ -463,6 +468,15 @@ static int at_eof(int fd, off_t off)
     while ((n = pread(fd, &byte, 1, off)) < 0 && errno == EINTR)
         ;
     return n == 0;
+}
+
+/* Where a window mapped for the packet at off ends: FILE_WINDOW_PACKETS
+ * whole packets on, or at lim (the file's size, or the range's end). */
+static off_t window_end(off_t off, off_t lim)
+{
+    off_t w = (off_t)FILE_WINDOW_PACKETS * LVRPC_STREAM_CHUNK;
+
+    return lim - off < w ? lim : off + w;
 }
 
 /* Sends [*off, end) of a regular file straight from it, never read into a
@@ -488,7 +502,7 @@ static int send_range_from_file(send_pump *p, off_t *off, off_t end)
         if (*off >= lim) /* the end, unless the size lied: then read the rest */
             return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SEND_FILE;
         n = lim - *off < (off_t)LVRPC_STREAM_CHUNK ? (size_t)(lim - *off) : LVRPC_STREAM_CHUNK;
-        if ((rc = send_file_packet(p, *off, n)) != LVRPC_OK)
+        if ((rc = send_file_packet(p, *off, n, window_end(*off, lim))) != LVRPC_OK)
             return rc;
         *off += (off_t)n;
         if ((rc = pump_moved(p, n)) != LVRPC_OK)
@@ -589,7 +603,7 @@ static int file_source(int fd, const struct stat *sb)
 int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progress_cb cb,
                          void *opaque)
 {
-    send_pump p = {st, fd, 0, NULL, 0, total, cb, opaque};
+    send_pump p = {st, fd, 0, NULL, {0}, 0, total, cb, opaque};
     struct stat sb;
     int rc = check_open(st), have_stat;
 
@@ -602,6 +616,7 @@ int lvrpc_stream_send_fd(lvrpc_stream *st, int fd, uint64_t total, lvrpc_progres
     else
         rc = send_range(&p, 0, -1);
     free(p.buf);
+    lvrpci_file_window_release(&p.win);
     return end_pump(st, rc);
 }
 

@@ -9,7 +9,9 @@
  * File uploads (send_file_all): a stream packet's body is mapped from the
  * file (mmap) and written with its 28-byte prefix in one sendmsg(): the
  * kernel copies it from the page cache into the socket, and the client
- * never reads the file into a buffer of its own.  Not sendfile(), which
+ * never reads the file into a buffer of its own.  An upload maps a window
+ * of many packets at a time (lvrpci_file_window): one mapping per packet
+ * spent more CPU filling and tearing down page tables than the copy took.  Not sendfile(), which
  * copies nothing at all: its socket buffers hold the file's pages, one
  * 4 KiB page per fragment, which the receiving socket cannot merge, and
  * libvirtd then spent about 30 % more CPU per MiB receiving an upload
@@ -248,33 +250,65 @@ static int body_by_copy(lvrpci_transport *t, const lvrpci_file_span *b, int64_t 
     return rc;
 }
 
+void lvrpci_file_window_release(lvrpci_file_window *w)
+{
+    if (w->map)
+        munmap(w->map, w->len);
+    memset(w, 0, sizeof(*w));
+}
+
+static int window_holds(const lvrpci_file_window *w, const lvrpci_file_span *b)
+{
+    return w->map && w->fd == b->fd && w->base <= b->off &&
+           b->off + (off_t)b->len <= w->base + (off_t)w->len;
+}
+
+/* The address of body's bytes: in its window, mapped anew when it does not
+ * hold them, or (no window) in *own, a mapping of the body alone that the
+ * caller releases.  NULL: the file cannot be mapped. */
+static const char *map_body(const lvrpci_file_span *b, lvrpci_file_window *own)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    lvrpci_file_window *w = b->win ? b->win : own;
+    off_t base = b->off - b->off % page, end = b->off + (off_t)b->len;
+    void *m;
+
+    if (b->win && window_holds(w, b))
+        return (const char *)w->map + (b->off - w->base);
+    lvrpci_file_window_release(w);
+    if (b->win && b->win_end > end)
+        end = b->win_end;
+    m = mmap(NULL, (size_t)(end - base), PROT_READ, MAP_SHARED | MAP_POPULATE, b->fd, base);
+    if (m == MAP_FAILED)
+        return NULL;
+    *w = (lvrpci_file_window){m, b->fd, base, (size_t)(end - base)};
+    return (const char *)m + (b->off - base);
+}
+
 /* The prefix and the mapped body in one sendmsg (see the top). */
 static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int n,
                               const lvrpci_file_span *body, int64_t deadline)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    off_t base = body->off - body->off % page;
-    size_t span = body->len + (size_t)(body->off - base);
+    lvrpci_file_window own = {0};
     struct iovec v[8];
-    void *map;
+    const char *at;
     int rc;
 
     if (n > 7)
         return lvrpci_fail(LVRPC_EINVAL, 0, "too many iovecs");
     if (body->len == 0)
         return sock_writev_flags(t, iov, n, 0, deadline);
-    map = mmap(NULL, span, PROT_READ, MAP_SHARED | MAP_POPULATE, body->fd, base);
-    if (map == MAP_FAILED) {
+    if (!(at = map_body(body, &own))) {
         rc = sock_writev_flags(t, iov, n, MSG_MORE, deadline);
         return rc == LVRPC_OK ? body_by_copy(t, body, deadline) : rc;
     }
     memcpy(v, iov, (size_t)n * sizeof(*v));
-    v[n].iov_base = (char *)map + (body->off - base);
+    v[n].iov_base = (void *)at;
     v[n].iov_len = body->len;
     rc = sock_writev_flags(t, v, n + 1, 0, deadline);
     if (rc != LVRPC_OK && lvrpci_error()->sys_errno == EFAULT) /* cut under the mapping */
         rc = file_cut_mid_packet();
-    munmap(map, span);
+    lvrpci_file_window_release(&own);
     return rc;
 }
 

@@ -107,18 +107,24 @@ static int open_mode(const char *uri, lvrpc_mode mode, unsigned pool, unsigned t
  * them (the executable comes first in symbol lookup).  mmap() makes the
  * system call itself and counts the bytes of the read-only MAP_POPULATE
  * file mappings, which the library makes only to send a file's data (a
- * packet's body and the rest of its first page), so that the tests can
- * tell the mapped upload path from the copy path.  Both break an upload at
- * an exact offset in the middle of a packet: the mapping whose span holds
- * that offset first truncates its file there (MAP_CUT), as a truncate
- * racing with the upload would, or has the same thread's next sendmsg()
- * shut its socket's sending side down (MAP_SHUT).  sendmsg() passes every
- * call on to the next definition (libc's, or a sanitizer's). */
+ * window of whole packets, from the page of its first one), so that the
+ * tests can tell the mapped upload path from the copy path; it keeps the
+ * thread's latest such mapping.  Both break an upload at an exact offset
+ * in the middle of a packet: the sendmsg() whose data from that mapping
+ * holds that offset first truncates the file there (MAP_CUT), as a truncate
+ * racing with the upload would, or shuts its socket's sending side down
+ * (MAP_SHUT).  sendmsg() passes every call on to the next definition
+ * (libc's, or a sanitizer's). */
 enum { MAP_CUT, MAP_SHUT };
 static uint64_t mapped_bytes;     /* atomic */
 static int map_fault = MAP_CUT;   /* what map_fault_at does (set before it) */
 static int64_t map_fault_at = -1; /* >= 0: armed (atomic) */
-static __thread int shut_next_send;
+static __thread struct {
+    const char *addr;
+    size_t len;
+    off_t off;
+    int fd;
+} last_map;
 
 /* Not instrumented: sanitizer runtimes map memory through it while they
  * start, before instrumented code may run. */
@@ -126,20 +132,44 @@ __attribute__((no_sanitize("address", "thread"))) void *mmap(void *addr, size_t 
                                                              int flags, int fd, off_t off)
 {
     long m = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-    int64_t at = __atomic_load_n(&map_fault_at, __ATOMIC_ACQUIRE);
 
     if (m == -1 || fd < 0 || prot != PROT_READ || !(flags & MAP_POPULATE))
         return (void *)m;
     __atomic_add_fetch(&mapped_bytes, (uint64_t)len, __ATOMIC_RELAXED);
-    if (at >= 0 && off <= at && at < off + (off_t)len &&
-        __atomic_compare_exchange_n(&map_fault_at, &at, -1, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
-        if (map_fault == MAP_SHUT)
-            shut_next_send = 1;
-        else if (ftruncate(fd, (off_t)at) < 0)
-            fprintf(stderr, "mmap test hook: %s\n", strerror(errno));
-    }
+    last_map.addr = (const char *)m;
+    last_map.len = len;
+    last_map.off = off;
+    last_map.fd = fd;
     return (void *)m;
+}
+
+/* Whether iov sends the byte of the thread's latest mapping at file offset at. */
+static int sends_offset(const struct iovec *iov, int64_t at)
+{
+    const char *p = iov->iov_base;
+    off_t fo;
+
+    if (!last_map.addr || p < last_map.addr || p >= last_map.addr + last_map.len)
+        return 0;
+    fo = last_map.off + (p - last_map.addr);
+    return fo <= at && at < fo + (off_t)iov->iov_len;
+}
+
+/* Fires the armed fault when this sendmsg carries its offset (once). */
+static void map_fault_check(int sock, const struct msghdr *mh)
+{
+    int64_t at = __atomic_load_n(&map_fault_at, __ATOMIC_ACQUIRE);
+
+    for (size_t i = 0; at >= 0 && i < mh->msg_iovlen; i++) {
+        if (!sends_offset(&mh->msg_iov[i], at) ||
+            !__atomic_compare_exchange_n(&map_fault_at, &at, -1, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue;
+        if (map_fault == MAP_SHUT ? shutdown(sock, SHUT_WR) < 0
+                                  : ftruncate(last_map.fd, (off_t)at) < 0)
+            fprintf(stderr, "sendmsg test hook: %s\n", strerror(errno));
+        return;
+    }
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
@@ -149,11 +179,7 @@ ssize_t sendmsg(int fd, const struct msghdr *mh, int flags)
     if (!__atomic_load_n(&next, __ATOMIC_ACQUIRE))
         __atomic_store_n(&next, (ssize_t (*)(int, const struct msghdr *, int))
                                     dlsym(RTLD_NEXT, "sendmsg"), __ATOMIC_RELEASE);
-    if (shut_next_send) {
-        shut_next_send = 0;
-        if (shutdown(fd, SHUT_WR) < 0)
-            fprintf(stderr, "sendmsg test hook: %s\n", strerror(errno));
-    }
+    map_fault_check(fd, mh);
     return next(fd, mh, flags);
 }
 
@@ -168,8 +194,8 @@ static uint64_t mapped(void)
     return __atomic_load_n(&mapped_bytes, __ATOMIC_RELAXED);
 }
 
-/* Whether an upload of size bytes went whole through mappings: each packet
- * maps its body and at most the page before it. */
+/* Whether an upload of size bytes went whole through mappings: each
+ * window maps whole packets and at most the page before the first. */
 static int all_mapped(uint64_t got, uint64_t size)
 {
     uint64_t packets = (size + 262119) / 262120;
