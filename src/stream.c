@@ -31,7 +31,7 @@
 /* The packets one mapped window of an uploaded file holds (16 MiB): enough
  * that mapping costs little per packet, little enough not to map a whole
  * large file at once. */
-#define FILE_WINDOW_PACKETS 64
+#define FILE_WINDOW_PACKETS 16
 
 static int64_t deadline_of(lvrpc_stream *st)
 {
@@ -474,7 +474,7 @@ static int at_eof(int fd, off_t off)
  * whole packets on, or at lim (the file's size, or the range's end). */
 static off_t window_end(off_t off, off_t lim)
 {
-    off_t w = (off_t)FILE_WINDOW_PACKETS * LVRPC_STREAM_CHUNK;
+    off_t w = (off_t)FILE_WINDOW_PACKETS * LVRPCI_FILE_PACKET;
 
     return lim - off < w ? lim : off + w;
 }
@@ -501,7 +501,7 @@ static int send_range_from_file(send_pump *p, off_t *off, off_t end)
             return lvrpci_fail(LVRPC_ESYS, 0, "the local file shrank while sending");
         if (*off >= lim) /* the end, unless the size lied: then read the rest */
             return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SEND_FILE;
-        n = lim - *off < (off_t)LVRPC_STREAM_CHUNK ? (size_t)(lim - *off) : LVRPC_STREAM_CHUNK;
+        n = lim - *off < (off_t)LVRPCI_FILE_PACKET ? (size_t)(lim - *off) : LVRPCI_FILE_PACKET;
         if ((rc = send_file_packet(p, *off, n, window_end(*off, lim))) != LVRPC_OK)
             return rc;
         *off += (off_t)n;
