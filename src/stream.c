@@ -31,7 +31,7 @@
 /* The packets one mapped window of an uploaded file holds (16 MiB): enough
  * that mapping costs little per packet, little enough not to map a whole
  * large file at once. */
-#define FILE_WINDOW_PACKETS 16
+#define FILE_WINDOW_PACKETS 64
 
 static int64_t deadline_of(lvrpc_stream *st)
 {
@@ -442,14 +442,24 @@ static int pump_moved(send_pump *p, uint64_t n)
     return progress(p->cb, p->opaque, p->done, p->total, p->st);
 }
 
+/* Where a window mapped for the packet at off ends: FILE_WINDOW_PACKETS
+ * whole packets on, or at lim (the file's size, or the range's end). */
+static off_t window_end(off_t off, off_t lim)
+{
+    off_t w = (off_t)FILE_WINDOW_PACKETS * LVRPCI_FILE_PACKET;
+
+    return lim - off < w ? lim : off + w;
+}
+
 /* One data packet of len bytes of the file at off, sent by the engine
  * straight from the file.  LVRPCI_NO_SEND_FILE: the stream's transport
  * cannot (nothing sent). */
-static int send_file_packet(send_pump *p, off_t off, size_t len, off_t win_end)
+static int send_file_packet(send_pump *p, off_t off, size_t len, off_t lim)
 {
     unsigned char hdr[LVRPCI_PACKET_MIN];
     struct iovec iov = {hdr, sizeof(hdr)};
-    lvrpci_file_span body = {p->fd, off, len, &p->win, win_end};
+    lvrpci_file_span body = {p->fd, off, len, &p->win, window_end(off, lim),
+                             off + (off_t)len < lim};
     int rc;
 
     put_prefix(p->st, hdr, LVRPC_STREAM, LVRPC_STATUS_CONTINUE, len);
@@ -468,15 +478,6 @@ static int at_eof(int fd, off_t off)
     while ((n = pread(fd, &byte, 1, off)) < 0 && errno == EINTR)
         ;
     return n == 0;
-}
-
-/* Where a window mapped for the packet at off ends: FILE_WINDOW_PACKETS
- * whole packets on, or at lim (the file's size, or the range's end). */
-static off_t window_end(off_t off, off_t lim)
-{
-    off_t w = (off_t)FILE_WINDOW_PACKETS * LVRPCI_FILE_PACKET;
-
-    return lim - off < w ? lim : off + w;
 }
 
 /* Sends [*off, end) of a regular file straight from it, never read into a
@@ -502,7 +503,7 @@ static int send_range_from_file(send_pump *p, off_t *off, off_t end)
         if (*off >= lim) /* the end, unless the size lied: then read the rest */
             return at_eof(p->fd, *off) ? LVRPC_OK : LVRPCI_NO_SEND_FILE;
         n = lim - *off < (off_t)LVRPCI_FILE_PACKET ? (size_t)(lim - *off) : LVRPCI_FILE_PACKET;
-        if ((rc = send_file_packet(p, *off, n, window_end(*off, lim))) != LVRPC_OK)
+        if ((rc = send_file_packet(p, *off, n, lim)) != LVRPC_OK)
             return rc;
         *off += (off_t)n;
         if ((rc = pump_moved(p, n)) != LVRPC_OK)

@@ -11,7 +11,10 @@
  * kernel copies it from the page cache into the socket, and the client
  * never reads the file into a buffer of its own.  An upload maps a window
  * of many packets at a time (lvrpci_file_window): one mapping per packet
- * spent more CPU filling and tearing down page tables than the copy took.  Not sendfile(), which
+ * spent more CPU filling and tearing down page tables than the copy took.
+ * A packet that another follows at once goes with MSG_MORE: a 262148-byte
+ * packet is four 64 KiB segments and 4 bytes, which would otherwise go out
+ * as a segment of their own (a twelfth of an upload's client CPU).  Not sendfile(), which
  * copies nothing at all: its socket buffers hold the file's pages, one
  * 4 KiB page per fragment, which the receiving socket cannot merge, and
  * libvirtd then spent about 30 % more CPU per MiB receiving an upload
@@ -307,7 +310,7 @@ static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int 
     memcpy(v, iov, (size_t)n * sizeof(*v));
     v[n].iov_base = (void *)at;
     v[n].iov_len = body->len;
-    rc = sock_writev_flags(t, v, n + 1, 0, deadline);
+    rc = sock_writev_flags(t, v, n + 1, body->more ? MSG_MORE : 0, deadline);
     if (rc != LVRPC_OK && lvrpci_error()->sys_errno == EFAULT) /* cut under the mapping */
         rc = file_cut_mid_packet();
     lvrpci_file_window_release(&own);

@@ -2020,7 +2020,7 @@ static void test_shrink_between_packets(void)
 }
 
 /* Runs one upload of a 4 MiB file to the fake with a mapping fault at
- * 1 MiB + 1000 bytes (inside the second packet), over TCP or UNIX.  The
+ * 1 MiB + 1000 bytes (inside the fifth packet), over TCP or UNIX.  The
  * packet cannot be completed: the upload fails, the daemon sees the
  * connection close and never a partial packet, and the handle goes on
  * (Shared reconnects, Direct opens another socket). */
