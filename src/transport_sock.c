@@ -14,7 +14,7 @@
  * spent more CPU filling and tearing down page tables than the copy took.
  * A packet that another follows at once goes with MSG_MORE: a 262148-byte
  * packet is four 64 KiB segments and 4 bytes, which would otherwise go out
- * as a segment of their own (a twelfth of an upload's client CPU).  Not sendfile(), which
+ * as a segment of their own (an eighth of an upload's client CPU).  Not sendfile(), which
  * copies nothing at all: its socket buffers hold the file's pages, one
  * 4 KiB page per fragment, which the receiving socket cannot merge, and
  * libvirtd then spent about 30 % more CPU per MiB receiving an upload
