@@ -1492,8 +1492,8 @@ static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
     if (!conn)
         return rc;
     /* Packets are at most LVRPC_STREAM_CHUNK (LVRPCI_FILE_PACKET from a
-     * file: 1 MiB, about a millisecond on the wire), so calls interleave
-     * between them on the shared socket. */
+     * file, the same), so calls interleave between them on the shared
+     * socket. */
     rc = locked_write(pc, conn, iov, n, body, NULL, deadline);
     writer_done(p, pc);
     return rc;

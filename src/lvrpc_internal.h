@@ -182,8 +182,8 @@ void *lvrpci_reply_alloc(xdrproc_t xdr_ret, size_t size);
 typedef struct lvrpci_transport lvrpci_transport;
 
 /* A window of a file that send_file_all maps once for many packets:
- * mapping and unmapping every 256 KiB packet's body cost about a fifth of
- * an upload's client CPU (page tables filled and torn down each time).
+ * mapping and unmapping every 256 KiB packet's body cost more of an
+ * upload's client CPU than the copy itself (bench/stream.sh, perf).
  * All zero: nothing mapped.  Its owner releases it. */
 typedef struct lvrpci_file_window {
     void *map;

@@ -14,10 +14,11 @@
  * spent more CPU filling and tearing down page tables than the copy took.
  * A packet that another follows at once goes with MSG_MORE: a 262148-byte
  * packet is four 64 KiB segments and 4 bytes, which would otherwise go out
- * as a segment of their own (an eighth of an upload's client CPU).  Not sendfile(), which
- * copies nothing at all: its socket buffers hold the file's pages, one
- * 4 KiB page per fragment, which the receiving socket cannot merge, and
- * libvirtd then spent about 30 % more CPU per MiB receiving an upload
+ * as a segment of their own (an eighth of an upload's client CPU).
+ * Not sendfile(), which copies nothing at all: its socket buffers hold
+ * the file's pages, one 4 KiB page per fragment, which the receiving
+ * socket cannot merge, and libvirtd then spent about 30 % more CPU per MiB
+ * receiving an upload
  * (TcpExtTCPRcvCoalesce: 700 merges per GiB instead of 6,000).  The daemon
  * is what limits an upload's speed: sendfile() made it 15-25 % slower than
  * this copy, for about 0.15 ms/MiB less client CPU (bench/stream.sh).
