@@ -34,6 +34,8 @@
  *                  one (errors, never a short read), a hole on a stream that
  *                  is not sparse, a stream whose connection dies fails
  *                  promptly, lvrpc_close() wakes a blocked recv
+ *   growing file   an upload whose file grows past its mapped windows: sent
+ *                  whole and in order, both modes
  *   broken files   an upload whose file shrinks between packets: an error,
  *                  the stream aborted, the connection kept; one cut in the
  *                  middle of a packet being sent (the mmap() hook
@@ -2019,6 +2021,75 @@ static void test_shrink_between_packets(void)
     fake_server_stop(s);
 }
 
+/* Appends fake_stream_byte data to fd (whose size is at) up to to.  0 or -1. */
+static int append_pattern(int fd, uint64_t at, uint64_t to)
+{
+    unsigned char buf[65536];
+
+    while (at < to) {
+        size_t n = to - at < sizeof(buf) ? (size_t)(to - at) : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = fake_stream_byte(at + i);
+        if (pwrite(fd, buf, n, (off_t)at) != (ssize_t)n)
+            return -1;
+        at += n;
+    }
+    return 0;
+}
+
+/* Once 1 MiB is sent, the 4 MiB file grows to 24 MiB: past the end of the
+ * window mapped first (the file's size then) and of the next one (16 MiB). */
+static int grow_at_1mib(uint64_t done, uint64_t total, void *opaque)
+{
+    int *fd = opaque;
+
+    (void)total;
+    if (*fd >= 0 && done >= MIB) {
+        if (append_pattern(*fd, 4 * MIB, 24 * MIB) < 0)
+            return -1;
+        *fd = -1;
+    }
+    return 0;
+}
+
+/* A file that grows during an upload (not sparse: sent up to where it
+ * ends, as read() would): every byte reaches the daemon, in order, through
+ * mapped windows mapped anew as the file grows past them. */
+static void test_grow_during_upload(void)
+{
+    fake_server *s = start_fake();
+
+    for (size_t m = 0; s && m < 2; m++) {
+        lvrpc_client *c = open_fake(s, modes[m], 10000);
+        lvrpc_stream *st = NULL;
+        fake_stats f0, f1;
+        int fd = pattern_file(4 * MIB), grow = fd;
+        uint64_t sf0 = mapped();
+
+        if (!c || fd < 0) {
+            LVRPCT_ASSERT(fd >= 0);
+            lvrpc_close(c);
+            continue;
+        }
+        fake_server_get_stats(s, &f0);
+        LVRPCT_ASSERT_OK(open_upload(c, 0, &st));
+        if (st)
+            LVRPCT_ASSERT_OK(lvrpc_stream_send_fd(st, fd, 0, grow_at_1mib, &grow));
+        lvrpc_stream_free(st);
+        LVRPCT_ASSERT_INT(grow, -1); /* it grew */
+        lvrpct_assert(all_mapped(mapped() - sf0, 24 * MIB), __FILE__, __LINE__,
+                      "%llu bytes mapped for 24 MiB", (unsigned long long)(mapped() - sf0));
+        fake_server_get_stats(s, &f1);
+        LVRPCT_ASSERT_INT(f1.stream_rx_bytes - f0.stream_rx_bytes, 24 * MIB);
+        LVRPCT_ASSERT_INT(f1.stream_rx_mismatch, 0);
+        LVRPCT_ASSERT_INT(f1.stream_finishes - f0.stream_finishes, 1);
+        LVRPCT_ASSERT_OK(lib_version(c));
+        close(fd);
+        lvrpc_close(c);
+    }
+    fake_server_stop(s);
+}
+
 /* Runs one upload of a 4 MiB file to the fake with a mapping fault at
  * 1 MiB + 1000 bytes (inside the fifth packet), over TCP or UNIX.  The
  * packet cannot be completed: the upload fails, the daemon sees the
@@ -2161,6 +2232,7 @@ static void add_suites(void)
         {"client abort answered, handle goes on", test_fake_abort},
         {"lvrpc console: stdin in, the echo out", test_cli_console},
         {"upload: a file shrinking between packets, a clean error", test_shrink_between_packets},
+        {"upload: a file growing during the upload, sent whole", test_grow_during_upload},
         {"upload: a file cut mid-packet drops the connection", test_shrink_mid_packet},
         {"upload: a socket failing mid-packet, no SIGPIPE", test_upload_no_sigpipe},
         {NULL, NULL},
