@@ -1968,6 +1968,22 @@ static int pattern_file(size_t len)
     return fd;
 }
 
+/* A client of s in modes[m] and a 4 MiB pattern_file in *fd; NULL, with
+ * nothing left open, when either fails. */
+static lvrpc_client *open_with_pattern(fake_server *s, size_t m, int *fd)
+{
+    lvrpc_client *c = open_fake(s, modes[m], 10000);
+
+    *fd = pattern_file(4 * MIB);
+    if (c && *fd >= 0)
+        return c;
+    LVRPCT_ASSERT(*fd >= 0);
+    if (*fd >= 0)
+        close(*fd);
+    lvrpc_close(c);
+    return NULL;
+}
+
 static int shrink_at_1mib(uint64_t done, uint64_t total, void *opaque)
 {
     int *fd = opaque;
@@ -1989,16 +2005,14 @@ static void test_shrink_between_packets(void)
     fake_server *s = start_fake();
 
     for (size_t m = 0; s && m < 2; m++) {
-        lvrpc_client *c = open_fake(s, modes[m], 10000);
+        int fd, cut;
+        lvrpc_client *c = open_with_pattern(s, m, &fd);
         lvrpc_stream *st = NULL;
         fake_stats f0, f1;
-        int fd = pattern_file(4 * MIB), cut = fd;
 
-        if (!c || fd < 0) {
-            LVRPCT_ASSERT(fd >= 0);
-            lvrpc_close(c);
+        if (!c)
             continue;
-        }
+        cut = fd;
         fake_server_get_stats(s, &f0);
         LVRPCT_ASSERT_OK(open_upload(c, LVRPC_STREAM_SPARSE, &st));
         if (st) {
@@ -2060,17 +2074,15 @@ static void test_grow_during_upload(void)
     fake_server *s = start_fake();
 
     for (size_t m = 0; s && m < 2; m++) {
-        lvrpc_client *c = open_fake(s, modes[m], 10000);
+        int fd, grow;
+        lvrpc_client *c = open_with_pattern(s, m, &fd);
         lvrpc_stream *st = NULL;
         fake_stats f0, f1;
-        int fd = pattern_file(4 * MIB), grow = fd;
         uint64_t sf0 = mapped();
 
-        if (!c || fd < 0) {
-            LVRPCT_ASSERT(fd >= 0);
-            lvrpc_close(c);
+        if (!c)
             continue;
-        }
+        grow = fd;
         fake_server_get_stats(s, &f0);
         LVRPCT_ASSERT_OK(open_upload(c, 0, &st));
         if (st)
