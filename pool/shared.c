@@ -867,10 +867,13 @@ static int route_reply(pconn *pc, lvrpci_conn *conn, const lvrpci_header *h,
 /* Decodes and completes the claimed replies, without the pool lock.  A
  * reply that does not fit its call means the stream is out of step: the
  * connection is marked down before that waiter (or any later one) wakes,
- * and LVRPC_EPROTO is returned with that cause. */
+ * and LVRPC_EPROTO is returned with that cause.  The other calls' errors
+ * pass through this thread's error record, which is given back after: a
+ * caller reading the socket for others keeps its own, as any success
+ * does. */
 static int complete_batch(pconn *pc, batch *b)
 {
-    lvrpc_error cause;
+    lvrpc_error mine = *lvrpci_error(), cause;
     int killed = 0;
 
     for (unsigned i = 0; i < b->n; i++) {
@@ -892,7 +895,8 @@ static int complete_batch(pconn *pc, batch *b)
         finish(c->w, rc, lvrpci_error());
     }
     b->n = 0;
-    return killed ? lvrpci_set_error(&cause) : LVRPC_OK;
+    lvrpci_set_error(killed ? &cause : &mine);
+    return killed ? cause.code : LVRPC_OK;
 }
 
 /* Events: copied to the events engine's queue for its dispatch thread
