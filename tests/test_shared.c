@@ -3,6 +3,9 @@
  *   answers     64 threads x 2,000 lookups on ONE connection against the real
  *               libvirtd; each thread looks up a domain of its own and checks
  *               that every answer carries that domain's name and uuid.
+ *   errors      4 threads on one connection alternate a failing lookup of a
+ *               network of their own with a call that succeeds: after each
+ *               success the thread's error record still holds its own error.
  *   restart     the daemon is restarted (same port) under load: every call
  *               returns within its timeout, and the pool reconnects and
  *               serves calls again.
@@ -129,6 +132,76 @@ static void test_answers_are_their_own(void)
             LVRPCT_ASSERT_OK(lvrpc_domain_undefine_flags(c, &u));
         }
         lvrpc_reply_free(r);
+    }
+    lvrpc_close(c);
+}
+
+/* ------------------------------------------------------------ errors */
+
+#define ERR_THREADS 4
+#define ERR_ROUNDS 5000
+
+typedef struct error_job {
+    lvrpc_client *c;
+    lvrpct_ctx ctx;
+    char missing[32];
+    unsigned rounds;
+} error_job;
+
+/* Each round: a lookup of this thread's own missing network fails with its
+ * own message; then a call that succeeds leaves that error in the
+ * thread's record, whoever read the socket meanwhile (a caller reading for
+ * others decodes their error replies too). */
+static void *error_worker(void *arg)
+{
+    error_job *j = arg;
+    lvrpct_ctx *t = &j->ctx;
+    lvrpc_network_lookup_by_name_args a = {j->missing};
+    lvrpc_network_lookup_by_name_ret *r = NULL;
+    lvrpc_connect_get_lib_version_ret *v = NULL;
+    lvrpc_error e;
+
+    for (unsigned i = 0; i < j->rounds; i++) {
+        T_REMOTE_ERR(lvrpc_network_lookup_by_name(j->c, &a, &r), 43, j->missing);
+        T_OK(lvrpc_connect_get_lib_version(j->c, &v));
+        lvrpc_reply_free(v);
+        v = NULL;
+        lvrpc_last_error(&e);
+        T_CHECKF(e.remote_code == 43 && strstr(e.message, j->missing), "round %u: "
+                 "after a success the record holds \"%s\", not %s's error", i,
+                 e.message, j->missing);
+    }
+out:
+    lvrpc_reply_free(r);
+    lvrpc_reply_free(v);
+    return NULL;
+}
+
+static void test_errors_are_their_own(void)
+{
+    static error_job jobs[ERR_THREADS];
+    pthread_t th[ERR_THREADS];
+    lvrpc_options o = {0};
+    lvrpc_client *c = NULL;
+
+    o.mode = LVRPC_MODE_SHARED;
+    o.pool_size = 1;
+    LVRPCT_ASSERT_OK(lvrpc_open(daemon_.uri_tcp, &o, &c));
+    if (!c)
+        return;
+    for (int i = 0; i < ERR_THREADS; i++) {
+        error_job *j = &jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->c = c;
+        j->rounds = ERR_ROUNDS / scale;
+        snprintf(j->missing, sizeof(j->missing), "missing-%02d", i);
+        lvrpct_ctx_init(&j->ctx, j->missing, i, 0);
+    }
+    for (int i = 0; i < ERR_THREADS; i++)
+        pthread_create(&th[i], NULL, error_worker, &jobs[i]);
+    for (int i = 0; i < ERR_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        lvrpct_ctx_report(&jobs[i].ctx, jobs[i].missing);
     }
     lvrpc_close(c);
 }
@@ -512,6 +585,8 @@ static void add_suites(void)
 {
     static const lvrpct_test daemon_tests[] = {
         {"64 threads x 2000 calls, every answer its own", test_answers_are_their_own},
+        {"4 threads, failing and succeeding calls: every error record its own",
+         test_errors_are_their_own},
         {"daemon restarted under load", test_daemon_restart_under_load},
         {"keepalive declares a silent daemon dead", test_keepalive_declares_silent_peer_dead},
         {"the daemon's keepalive PINGs are answered", test_keepalive_daemon_pings_answered},
