@@ -1495,9 +1495,8 @@ static int stream_write(lvrpc_stream *st, const struct iovec *iov, int n,
     pthread_mutex_unlock(&p->lock);
     if (!conn)
         return rc;
-    /* Packets are at most LVRPC_STREAM_CHUNK (LVRPCI_FILE_PACKET from a
-     * file, the same), so calls interleave between them on the shared
-     * socket. */
+    /* Chunks are at most LVRPC_STREAM_CHUNK, so calls interleave between
+     * them on the shared socket. */
     rc = locked_write(pc, conn, iov, n, body, NULL, deadline);
     writer_done(p, pc);
     return rc;

@@ -23,13 +23,6 @@
 /* Largest packet we accept, length word included (libvirt's MAX + 4). */
 #define LVRPCI_PACKET_MAX (33554432u + LVRPCI_LEN_WORD)
 #define LVRPCI_PACKET_MIN (LVRPCI_LEN_WORD + LVRPCI_HEADER_LEN)
-/* The body of each packet of a file that lvrpc_stream_send_fd sends from
- * a mapping: libvirt's legacy payload limit, as its own client sends.
- * libvirtd takes larger packets (go-libvirt sends 4 MiB - 28), and 1 MiB
- * ones cut the client's CPU by a sixth, but the daemon then spent 40 %
- * more CPU per MiB receiving them and uploads ran 30 % slower (6
- * interleaved rounds of 1 GiB, downloads between them). */
-#define LVRPCI_FILE_PACKET LVRPC_STREAM_CHUNK
 /* Size a connection's read buffer starts at and shrinks back to. */
 #define LVRPCI_RBUF_INITIAL 65536u
 

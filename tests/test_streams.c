@@ -69,7 +69,6 @@
 #include "fakeserver.h"
 #include "harness.h"
 #include "lvrpc.h"
-#include "lvrpc_internal.h" /* LVRPCI_FILE_PACKET */
 
 #define MIB (1024u * 1024u)
 #define VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM 1u
@@ -201,7 +200,7 @@ static uint64_t mapped(void)
  * window maps whole packets and at most the page before the first. */
 static int all_mapped(uint64_t got, uint64_t size)
 {
-    uint64_t packets = (size + LVRPCI_FILE_PACKET - 1) / LVRPCI_FILE_PACKET;
+    uint64_t packets = (size + LVRPC_STREAM_CHUNK - 1) / LVRPC_STREAM_CHUNK;
 
     return got >= size && got < size + packets * 4096;
 }
@@ -2138,7 +2137,7 @@ static void broken_upload(fake_server *s, int use_unix, lvrpc_mode mode, int fau
     fake_server_get_stats(s, &f1);
     /* the whole packets before the fault, then nothing of its packet */
     LVRPCT_ASSERT_INT(f1.stream_rx_bytes - f0.stream_rx_bytes,
-                      (MIB + 1000) / LVRPCI_FILE_PACKET * LVRPCI_FILE_PACKET);
+                      (MIB + 1000) / LVRPC_STREAM_CHUNK * LVRPC_STREAM_CHUNK);
     LVRPCT_ASSERT_INT(f1.stream_rx_mismatch, 0);
     LVRPCT_ASSERT_INT(f1.bad_packets - f0.bad_packets, 0);
     /* Shared: a call that starts before the reader has seen the failed
