@@ -180,7 +180,6 @@ typedef struct lvrpci_transport lvrpci_transport;
  * All zero: nothing mapped.  Its owner releases it. */
 typedef struct lvrpci_file_window {
     void *map;
-    int fd;
     off_t base; /* the file offset of map (page-aligned) */
     size_t len;
 } lvrpci_file_window;
@@ -188,11 +187,10 @@ typedef struct lvrpci_file_window {
 /* Unmaps w's window, if any, and leaves w empty. */
 void lvrpci_file_window_release(lvrpci_file_window *w);
 
-/* A packet body taken from a file: len bytes of fd from offset off.  With
- * win, the body is sent from that window, which is mapped anew, from the
- * body's page up to win_end, when it does not hold the body (win_end is
- * where the caller's next packets end: past it the file may not reach);
- * without, from a mapping of the body alone. */
+/* A packet body taken from a file: len bytes of fd from offset off, sent
+ * from win, a window of that file (of fd only) that is mapped anew, from
+ * the body's page up to win_end, when it does not hold the body (win_end
+ * is where the caller's next packets end: past it the file may not reach). */
 typedef struct lvrpci_file_span {
     int fd;
     off_t off;

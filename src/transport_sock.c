@@ -263,31 +263,29 @@ void lvrpci_file_window_release(lvrpci_file_window *w)
 
 static int window_holds(const lvrpci_file_window *w, const lvrpci_file_span *b)
 {
-    return w->map && w->fd == b->fd && w->base <= b->off &&
-           b->off + (off_t)b->len <= w->base + (off_t)w->len;
+    return w->map && w->base <= b->off && b->off + (off_t)b->len <= w->base + (off_t)w->len;
 }
 
-/* The address of body's bytes: in its window, mapped anew when it does not
- * hold them, or (no window) in *own, a mapping of the body alone that the
- * caller releases.  NULL: the file cannot be mapped. */
-static const char *map_body(const lvrpci_file_span *b, lvrpci_file_window *own)
+/* The address of body's bytes in its window, mapped anew when it does not
+ * hold them.  NULL: the file cannot be mapped. */
+static const char *map_body(const lvrpci_file_span *b)
 {
     long page = sysconf(_SC_PAGESIZE);
-    lvrpci_file_window *w = b->win ? b->win : own;
+    lvrpci_file_window *w = b->win;
     off_t base = b->off - b->off % page, end = b->off + (off_t)b->len;
     void *m;
 
-    if (b->win && window_holds(w, b))
+    if (window_holds(w, b))
         return (const char *)w->map + (b->off - w->base);
     lvrpci_file_window_release(w);
-    if (b->win && b->win_end > end)
+    if (b->win_end > end)
         end = b->win_end;
     /* Not MAP_POPULATE: its page-by-page walk cost more than the faults
      * the copy takes instead, each of which maps 16 pages. */
     m = mmap(NULL, (size_t)(end - base), PROT_READ, MAP_SHARED, b->fd, base);
     if (m == MAP_FAILED)
         return NULL;
-    *w = (lvrpci_file_window){m, b->fd, base, (size_t)(end - base)};
+    *w = (lvrpci_file_window){m, base, (size_t)(end - base)};
     return (const char *)m + (b->off - base);
 }
 
@@ -295,7 +293,6 @@ static const char *map_body(const lvrpci_file_span *b, lvrpci_file_window *own)
 static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int n,
                               const lvrpci_file_span *body, int64_t deadline)
 {
-    lvrpci_file_window own = {0};
     struct iovec v[8];
     const char *at;
     int rc;
@@ -304,7 +301,7 @@ static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int 
         return lvrpci_fail(LVRPC_EINVAL, 0, "too many iovecs");
     if (body->len == 0)
         return sock_writev_flags(t, iov, n, 0, deadline);
-    if (!(at = map_body(body, &own))) {
+    if (!(at = map_body(body))) {
         rc = sock_writev_flags(t, iov, n, MSG_MORE, deadline);
         return rc == LVRPC_OK ? body_by_copy(t, body, deadline) : rc;
     }
@@ -314,7 +311,6 @@ static int sock_send_file_all(lvrpci_transport *t, const struct iovec *iov, int 
     rc = sock_writev_flags(t, v, n + 1, body->more ? MSG_MORE : 0, deadline);
     if (rc != LVRPC_OK && lvrpci_error()->sys_errno == EFAULT) /* cut under the mapping */
         rc = file_cut_mid_packet();
-    lvrpci_file_window_release(&own);
     return rc;
 }
 
