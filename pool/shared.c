@@ -1246,11 +1246,16 @@ static int read_round(pconn *pc, lvrpci_conn *conn, const unsigned char *pkt, si
     if (rc == LVRPC_OK && out->len)
         rc = send_queued(pc, conn, out);
     if (claims->n) {
-        lvrpc_error saved = *lvrpci_error();
-        int crc = complete_batch(pc, claims);
+        /* complete_batch gives the record back as it found it, unless it
+         * kills the connection: then an earlier failure's record is kept. */
+        lvrpc_error saved;
+        int crc;
+        if (rc != LVRPC_OK)
+            saved = *lvrpci_error();
+        crc = complete_batch(pc, claims);
         if (rc == LVRPC_OK)
             rc = crc;
-        else
+        else if (crc != LVRPC_OK)
             lvrpci_set_error(&saved);
     }
     return rc;
