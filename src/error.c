@@ -54,6 +54,7 @@ const lvrpc_error *lvrpci_error(void)
     return &tls_error;
 }
 
+__attribute__((format(printf, 4, 0)))
 static void make_error(lvrpc_error *e, int code, int sys_errno, const char *fmt, va_list ap)
 {
     memset(e, 0, sizeof(*e));
