@@ -133,7 +133,10 @@
  * into the events engine's queue (src/events.c), whose dispatch thread runs
  * the callbacks: none ever runs on a reader thread.  The reader of
  * connection 0 also reports its death and its reconnection to that engine
- * (with no lock held), which registers the events again.
+ * under pool->lock (the order pool->lock, then the engine's lock, as for
+ * pushed events), which registers the events again.  lvrpc_close detaches
+ * the engine under pool->lock before freeing it, so no reader reaches a
+ * freed engine.
  */
 #include "config.h"
 
@@ -1168,11 +1171,14 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
         pthread_cond_wait(&pc->writers_gone, &p->lock);
     __atomic_store_n(&pc->draining, 0, __ATOMIC_SEQ_CST);
     lvrpci_buf_clear(&pc->deferred); /* bytes for this connection only */
+    /* Reported under the pool lock, as events are pushed: lvrpc_close
+     * detaches the engine under this lock before it frees it, so a report
+     * made after unlocking could reach a freed engine. */
     ev = pc->index == 0 && !p->closing ? p->events : NULL;
+    if (ev)
+        lvrpci_events_conn_state(ev, LVRPC_CONN_CLOSED, &cause);
     pthread_mutex_unlock(&p->lock);
     lvrpci_conn_free(conn);
-    if (ev) /* no lock held: the events engine takes its own */
-        lvrpci_events_conn_state(ev, LVRPC_CONN_CLOSED, &cause);
 }
 
 /* The reader's read deadline: the keepalive interval when pinging is on
@@ -1406,14 +1412,13 @@ static lvrpci_conn *reconnect(pconn *pc)
                 lvrpci_conn_free(conn);
                 return NULL;
             }
-            lvrpci_events *ev = pc->index == 0 ? p->events : NULL;
             pc->conn = conn;
             pc->up = 1;
             p->opened++;
             p->reconnects++;
+            if (pc->index == 0 && p->events) /* under the lock: see connection_died */
+                lvrpci_events_conn_state(p->events, LVRPC_CONN_RECONNECTED, NULL);
             pthread_mutex_unlock(&p->lock);
-            if (ev)
-                lvrpci_events_conn_state(ev, LVRPC_CONN_RECONNECTED, NULL);
             return conn;
         }
         pthread_mutex_lock(&p->lock);

@@ -438,8 +438,10 @@ typedef struct lvrpci_events lvrpci_events;
 /* From a pool's reader, pool lock held: queues an event message. */
 void lvrpci_events_push(lvrpci_events *ev, const lvrpci_header *h, const unsigned char *body,
                         size_t len);
-/* From a pool's reader, no lock held: the event connection died
- * (LVRPC_CONN_CLOSED, why) or came back (LVRPC_CONN_RECONNECTED). */
+/* From a pool's reader, pool lock held (so that lvrpci_events_stop, which
+ * detaches the engine under that lock, never frees an engine a reader is
+ * using): the event connection died (LVRPC_CONN_CLOSED, why) or came back
+ * (LVRPC_CONN_RECONNECTED). */
 void lvrpci_events_conn_state(lvrpci_events *ev, int state, const lvrpc_error *why);
 /* Stops the dispatch thread and frees the engine (lvrpc_close). */
 void lvrpci_events_stop(lvrpci_events *ev);
