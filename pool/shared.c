@@ -1143,7 +1143,6 @@ static int send_queued(pconn *pc, lvrpci_conn *conn, lvrpci_buf *out)
 static void connection_died(pconn *pc, lvrpci_conn *conn)
 {
     pool *p = pc->pool;
-    lvrpci_events *ev;
     lvrpc_error cause = *lvrpci_error();
 
     conn->t->ops->shutdown(conn->t);
@@ -1174,9 +1173,8 @@ static void connection_died(pconn *pc, lvrpci_conn *conn)
     /* Reported under the pool lock, as events are pushed: lvrpc_close
      * detaches the engine under this lock before it frees it, so a report
      * made after unlocking could reach a freed engine. */
-    ev = pc->index == 0 && !p->closing ? p->events : NULL;
-    if (ev)
-        lvrpci_events_conn_state(ev, LVRPC_CONN_CLOSED, &cause);
+    if (pc->index == 0 && !p->closing && p->events)
+        lvrpci_events_conn_state(p->events, LVRPC_CONN_CLOSED, &cause);
     pthread_mutex_unlock(&p->lock);
     lvrpci_conn_free(conn);
 }
