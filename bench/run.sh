@@ -8,6 +8,8 @@
 #     thread (bench_libvirt; skipped when configure found no libvirt),
 #   - a bare socket round trip, hand-written protocol, one call at a time
 #     (bench_raw_rpc): the floor,
+#   - what one thread wake-up costs here (bench_wake_floor: two threads
+#     passing a token on semaphores), unpinned and on one CPU,
 # with 1, 4, 16 and 64 threads, against a private real libvirtd
 # (tests/libvirtd-up.sh; test:///default over TCP, daemon defaults) and,
 # at 1 and 16 threads, against the project's fake server in its INSTANT mode
@@ -66,7 +68,7 @@ OUT=${BENCH_OUT:-$PWD/bench-results}
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 [[ $SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SECONDS must be a number, not '$SECS'"
 [ -x "$LVRPC" ] || die "no CLI at $LVRPC: run 'make bench' in the build directory, or set LVRPC"
-for p in bench_raw_rpc bench_instant_server bench_mem_waiters; do
+for p in bench_raw_rpc bench_instant_server bench_mem_waiters bench_wake_floor; do
   [ -x "$BIN/$p" ] || die "no $BIN/$p: run 'make bench' in the build directory, or set BENCH_BINDIR"
 done
 HAVE_LIBVIRT=0
@@ -164,6 +166,8 @@ if [ -n "$PIN_THREADS" ]; then
   done
 fi
 POINTS+=("mem mem-waiters - $MEM_THREADS")
+POINTS+=("wake wake-floor - 2")
+[ -n "$PIN_THREADS" ] && POINTS+=("wake1cpu wake-floor - 2")
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { # pid -> utime+stime in ticks (0 when gone)
@@ -192,7 +196,7 @@ run_point() { # rep server client call threads
     realtls) uri=$REAL_TLS_URI; port=$REAL_TLS_PORT; spid=$REAL_PID ;;
     instant) uri=$INST_URI; port=$INST_PORT; spid=$ISRV_PID ;;
     instant1cpu) uri=$INST1_URI; port=$INST1_PORT; spid=$ISRV1_PID ;;
-    mem) uri=; port=; spid= ;;
+    mem|wake|wake1cpu) uri=; port=; spid= ;;
   esac
   local cmd=()
   case $cl in
@@ -202,9 +206,10 @@ run_point() { # rep server client call threads
     libvirt-own) cmd=("$BIN/bench_libvirt" -u "$uri" -m own -t "$t" -s "$SECS" -c "$call") ;;
     raw) cmd=("$BIN/bench_raw_rpc" -T "127.0.0.1:$port" -s "$SECS" -c "$call") ;;
     mem-waiters) cmd=("$BIN/bench_mem_waiters" -t "$t") ;;
+    wake-floor) cmd=("$BIN/bench_wake_floor" -s "$SECS") ;;
   esac
   case $cl in libvirt-*) [ $HAVE_LIBVIRT = 1 ] || return 0 ;; esac
-  [ "$srv" = instant1cpu ] && cmd=("${PIN[@]}" "${cmd[@]}")
+  case $srv in instant1cpu|wake1cpu) cmd=("${PIN[@]}" "${cmd[@]}") ;; esac
   t0=0; [ -n "$spid" ] && t0=$(cpu_ticks "$spid")
   i0=$(idle_entries)
   out=$("${cmd[@]}" 2>"$DDIR/stderr") || rc=$?

@@ -127,6 +127,11 @@ def targets(groups):
     ok = None if cpu is None else cpu <= T_CPU_US
     out.append(f"- Shared K=1, 16 threads, real libvirtd ({call}): client CPU {fmt(cpu, '{:.1f}')} µs/call "
                f"≤ {T_CPU_US:.0f} µs (libvirt.so shared: {fmt(lcpu, '{:.1f}')}): {verdict(ok)}")
+    wake, wake1 = wake_cpu(groups, "wake"), wake_cpu(groups, "wake1cpu")
+    if wake is not None:
+        out.append(f"  - one thread wake-up on this machine (bench_wake_floor; waker and woken together): "
+                   f"{fmt(wake, '{:.1f}')} µs of CPU across vCPUs, {fmt(wake1, '{:.1f}')} on one CPU. "
+                   f"A Shared call that waits costs its client at least one.")
 
     for c in ("lvrpc-direct", "lvrpc-shared-k1"):
         for callname in ("lookup", "libversion"):
@@ -179,6 +184,28 @@ def targets(groups):
         out.append(f"- {runs[0].get('waiters', '?')} threads waiting on one Shared connection: the library's RSS growth "
                    f"{fmt(lib)} KiB < {T_MEM_KIB} KiB (the threads themselves, {runs[0].get('stack_kib', '?')} KiB "
                    f"stacks: {fmt(thr)} KiB more; total {fmt(tot)} KiB): {verdict(ok)}")
+    return out
+
+
+def wake_cpu(groups, srv):
+    """CPU µs of one wake-up: bench_wake_floor's "call" is a round trip, two wake-ups."""
+    runs = groups.get((srv, "wake-floor", "-", 2))
+    cpu = med(runs, "cpu_us_per_call") if runs else None
+    return None if cpu is None else cpu / 2
+
+
+def wakes(groups):
+    out = []
+    for srv, where in (("wake", "two threads, unpinned"), ("wake1cpu", "two threads on one CPU (taskset)")):
+        runs = groups.get((srv, "wake-floor", "-", 2))
+        if not runs:
+            continue
+        t = med(runs, "p50_us")
+        out.append(f"| {where} | {fmt(None if t is None else t / 2, '{:.1f}')} | "
+                   f"{fmt(wake_cpu(groups, srv), '{:.1f}')} | {len(runs)} |")
+    if out:
+        out = ["", "| threads | µs per wake-up (p50 round trip ÷ 2) | CPU µs per wake-up | runs |",
+               "|---|---:|---:|---:|"] + out
     return out
 
 
@@ -235,6 +262,12 @@ def main():
     p("### Memory: threads waiting on one Shared connection (bench_mem_waiters; exact RSS from /proc/self/smaps_rollup)")
     for line in memory(groups):
         p(line)
+    lines = wakes(groups)
+    if lines:
+        p("")
+        p("### One thread wake-up (bench_wake_floor: two threads passing a token on semaphores, as Shared mode's waiters sleep)")
+        for line in lines:
+            p(line)
 
 
 if __name__ == "__main__":

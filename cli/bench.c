@@ -126,7 +126,8 @@ static void one_call(worker *w)
     char saved[sizeof(w->first_error)];
     int rc;
 
-    memcpy(saved, w->first_error, sizeof(saved));
+    if (w->errors) /* the calls may overwrite it; only the first counts */
+        memcpy(saved, w->first_error, sizeof(saved));
     if (w->b->call == CALL_LIBVERSION)
         rc = call_libversion(w);
     else if (w->b->call == CALL_LOOKUP)

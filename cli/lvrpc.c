@@ -206,7 +206,7 @@ int main(int argc, char **argv)
         return finish(&ctx, 0);
     }
     if (g.version) {
-        printf("lvrpc %u.%u.%u\n", LVRPC_VERSION / 10000, LVRPC_VERSION / 100 % 100,
+        printf("lvrpc %d.%d.%d\n", LVRPC_VERSION / 10000, LVRPC_VERSION / 100 % 100,
                LVRPC_VERSION % 100);
         return finish(&ctx, 0);
     }
