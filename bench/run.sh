@@ -7,7 +7,9 @@
 #   - libvirt.so's own client with one shared virConnectPtr and with one per
 #     thread (bench_libvirt; skipped when configure found no libvirt),
 #   - a bare socket round trip, hand-written protocol, one call at a time
-#     (bench_raw_rpc): the floor,
+#     (bench_raw_rpc): the floor; and the same busy for 2 µs after each
+#     reply (-W 2000), which on a small VM lets the daemon's vCPU go idle
+#     between calls, as any client that does something with a reply does,
 #   - what one thread wake-up costs here (bench_wake_floor: two threads
 #     passing a token on semaphores), unpinned and on one CPU,
 # with 1, 4, 16 and 64 threads, against a private real libvirtd
@@ -144,6 +146,7 @@ lv_clients="libvirt-shared lvrpc-direct libvirt-own lvrpc-shared-k1 lvrpc-shared
 add_matrix() { # server call threads...
   local srv=$1 call=$2 t c; shift 2
   POINTS+=("$srv raw $call 1") # next to the 1-thread points, in either direction
+  POINTS+=("$srv raw-work $call 1")
   for t in "$@"; do
     for c in $lv_clients; do POINTS+=("$srv $c $call $t"); done
   done
@@ -205,6 +208,7 @@ run_point() { # rep server client call threads
     libvirt-shared) cmd=("$BIN/bench_libvirt" -u "$uri" -m shared -t "$t" -s "$SECS" -c "$call") ;;
     libvirt-own) cmd=("$BIN/bench_libvirt" -u "$uri" -m own -t "$t" -s "$SECS" -c "$call") ;;
     raw) cmd=("$BIN/bench_raw_rpc" -T "127.0.0.1:$port" -s "$SECS" -c "$call") ;;
+    raw-work) cmd=("$BIN/bench_raw_rpc" -T "127.0.0.1:$port" -s "$SECS" -c "$call" -W 2000) ;;
     mem-waiters) cmd=("$BIN/bench_mem_waiters" -t "$t") ;;
     wake-floor) cmd=("$BIN/bench_wake_floor" -s "$SECS") ;;
   esac
