@@ -221,6 +221,7 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_FDS_TOO_MANY] = "FDS_TOO_MANY",
     [FAKE_FDS_NO_COUNT] = "FDS_NO_COUNT",
     [FAKE_FDS_UNANNOUNCED] = "FDS_UNANNOUNCED",
+    [FAKE_CLOSE_AFTER_REPLY] = "CLOSE_AFTER_REPLY",
 };
 
 const char *fake_behavior_name(fake_behavior b)
@@ -979,6 +980,9 @@ static int fault_reply(fake_conn *c, fake_behavior b, const unsigned char *hdr,
     case FAKE_CLOSE_MID_REPLY:
         put_bytes(o, rep->p, rep->len / 2, &oom);
         return oom ? FK_ABORT : FK_CLOSE;
+    case FAKE_CLOSE_AFTER_REPLY:
+        put_bytes(o, rep->p, rep->len, &oom);
+        return oom ? FK_ABORT : FK_CLOSE;
     case FAKE_WRONG_SERIAL:
         set_be32(rep->p + 20, get_be32(rep->p + 20) ^ 0x5a5a0000u);
         put_bytes(o, rep->p, rep->len, &oom);
@@ -1334,7 +1338,7 @@ static int stream_input(fake_conn *c, const unsigned char *hdr, const unsigned c
 static int is_call_fault(fake_behavior b)
 {
     return (b >= FAKE_GARBAGE && b <= FAKE_MAX_REPLY) ||
-           (b >= FAKE_FDS_MISSING && b <= FAKE_FDS_UNANNOUNCED);
+           (b >= FAKE_FDS_MISSING && b <= FAKE_FDS_UNANNOUNCED) || b == FAKE_CLOSE_AFTER_REPLY;
 }
 
 /* Handles one complete packet p[0..len) (a CALL_WITH_FDS's descriptors are

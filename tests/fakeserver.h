@@ -128,6 +128,9 @@ typedef enum fake_behavior {
                            * client never asked for; the fake closes its
                            * copy); UNIX sockets only, over TCP the reply
                            * is merely correct */
+    FAKE_CLOSE_AFTER_REPLY, /* the correct reply, then the connection closed
+                             * (a daemon restarted, or dropping an idle
+                             * client) */
     FAKE_BEHAVIOR_COUNT
 } fake_behavior;
 

@@ -990,6 +990,45 @@ out:
     fake_server_stop(srv);
 }
 
+/* The daemon closes a connection between calls, after a complete reply (as
+ * a restarted daemon, or one dropping an idle client, does).  The next call
+ * must not notice: Direct mode finds the idle socket closed (its peek sees
+ * the end of stream) and opens another; Shared mode's reader buries the
+ * connection and re-opens it, and the call waits for that.  Every
+ * connection of the fake here serves exactly one call and then closes, so
+ * Direct mode opens one socket per call. */
+static void idle_closed_case(lvrpc_mode mode)
+{
+    enum { ROUNDS = 4 };
+    fx f;
+    lvrpc_stats st;
+    uint64_t ver = 0;
+    int rc;
+
+    if (!fx_start(&f, mode, NULL, 0))
+        goto out;
+    fake_server_set_behavior(f.srv, FAKE_CLOSE_AFTER_REPLY, 0);
+    for (int i = 0; i < ROUNDS; i++) {
+        rc = call_libver(f.c, &ver);
+        if (!CHECK(rc == LVRPC_OK && ver == FAKE_LIB_VERSION,
+                   "call %d after the daemon closed the last connection: %s (%s)", i,
+                   lvrpc_strerror(rc), rc ? lvrpc_last_message() : ""))
+            break;
+        /* let the close reach the client: the socket is idle when it comes */
+        usleep((50 + g_slack_ms / 4) * 1000);
+    }
+    lvrpc_get_stats(f.c, &st);
+    CHECK(st.errors == 0, "%llu calls failed", (unsigned long long)st.errors);
+    if (mode == LVRPC_MODE_DIRECT)
+        CHECK(st.sockets_opened == ROUNDS, "%llu sockets opened for %d calls, one each expected",
+              (unsigned long long)st.sockets_opened, ROUNDS);
+    else
+        CHECK(st.reconnects >= ROUNDS - 1, "%llu reconnections for %d closed connections",
+              (unsigned long long)st.reconnects, ROUNDS - 1);
+out:
+    fx_stop(&f);
+}
+
 /* The application closes its handle as soon as a call has failed because
  * the daemon dropped the connection, while that connection's reader may still
  * be burying it and reporting the death to the events engine (here made by
@@ -1297,7 +1336,7 @@ static void fake_restart_case(void)
     X(wrong_type_call) X(wrong_status) X(bad_string_len) X(bad_array_count)               \
     X(error_reply) X(never_answer) X(slow) X(ping_first) X(handshake) X(unix_faults)      \
     X(close_during_call) X(instant_concurrent) X(concurrent_faults) X(no_stale_error)  \
-    X(open_errors) X(close_after_death)
+    X(open_errors) X(close_after_death) X(idle_closed)
 
 #define DEFINE_MODE_TESTS(name)                                                          \
     static void t_direct_##name(void) { name##_case(LVRPC_MODE_DIRECT); }                \
