@@ -23,7 +23,7 @@
 # daemon REPS_T1 = 5 times) for SECONDS each (default 2); the
 # repetitions are rounds over the whole list (reversed every other round),
 # so lvrpc and libvirt.so points alternate and drift hits them alike; the
-# table shows medians.  About 6 minutes with the defaults.
+# table shows medians.  About 8 minutes with the defaults.
 #
 # Output: progress on stderr; the Markdown table (bench/summarize.py) on
 # stdout and in $OUT/table.md, the raw result lines in $OUT/results.txt.
