@@ -95,22 +95,18 @@ static int open_socket(direct *d, int64_t deadline, lvrpci_conn **out)
     return rc;
 }
 
-/* Takes an idle socket, or reserves a slot for a new one (*out NULL), or
- * waits.  Called and returns with the lock held. */
+/* Takes an idle socket (which may be stale), or reserves a slot for a new
+ * one (*out NULL), or waits.  Called and returns with the lock held. */
 static int take_socket(direct *d, int64_t deadline, lvrpci_conn **out)
 {
     for (;;) {
         if (d->closing)
             return lvrpci_fail(LVRPC_ECLOSED, 0, "the handle is being closed");
-        while (d->nidle > 0) {
+        if (d->nidle > 0) { /* the caller checks it (not under the lock) */
             lvrpci_conn *c = d->idle[--d->nidle];
-            if (!lvrpci_conn_is_stale(c)) {
-                busy_add(d, c);
-                *out = c;
-                return LVRPC_OK;
-            }
-            d->nopen--; /* the daemon closed it while idle */
-            lvrpci_conn_free(c);
+            busy_add(d, c);
+            *out = c;
+            return LVRPC_OK;
         }
         if (d->nopen < d->client->opts.max_sockets) {
             d->nopen++;
@@ -169,9 +165,26 @@ static int enter_with_socket(direct *d, int64_t deadline, lvrpci_conn **c)
     *c = NULL;
     pthread_mutex_lock(&d->lock);
     d->active++;
-    rc = take_socket(d, deadline, c);
+    for (;;) {
+        rc = take_socket(d, deadline, c);
+        if (rc != LVRPC_OK || !*c)
+            break;
+        /* The peek is a system call: made without the lock, which every
+         * call takes three times. */
+        pthread_mutex_unlock(&d->lock);
+        if (!lvrpci_conn_is_stale(*c))
+            return LVRPC_OK;
+        pthread_mutex_lock(&d->lock); /* the daemon closed it while idle */
+        busy_remove(d, *c);
+        d->nopen--;
+        pthread_cond_broadcast(&d->changed);
+        pthread_mutex_unlock(&d->lock);
+        lvrpci_conn_free(*c);
+        *c = NULL;
+        pthread_mutex_lock(&d->lock);
+    }
     pthread_mutex_unlock(&d->lock);
-    if (rc == LVRPC_OK && !*c)
+    if (rc == LVRPC_OK)
         rc = open_socket(d, deadline, c);
     return rc;
 }
