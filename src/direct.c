@@ -176,12 +176,9 @@ static int enter_with_socket(direct *d, int64_t deadline, lvrpci_conn **c)
             return LVRPC_OK;
         pthread_mutex_lock(&d->lock); /* the daemon closed it while idle */
         busy_remove(d, *c);
-        d->nopen--;
-        pthread_cond_broadcast(&d->changed);
-        pthread_mutex_unlock(&d->lock);
+        d->nopen--; /* this thread goes on with another socket or this slot */
         lvrpci_conn_free(*c);
         *c = NULL;
-        pthread_mutex_lock(&d->lock);
     }
     pthread_mutex_unlock(&d->lock);
     if (rc == LVRPC_OK)
