@@ -211,6 +211,7 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_BAD_ARRAY_COUNT] = "BAD_ARRAY_COUNT",
     [FAKE_ERROR_REPLY] = "ERROR_REPLY",
     [FAKE_CLOSE_MID_REPLY] = "CLOSE_MID_REPLY",
+    [FAKE_CLOSE_AFTER_REPLY] = "CLOSE_AFTER_REPLY",
     [FAKE_NEVER_ANSWER] = "NEVER_ANSWER",
     [FAKE_SLOW] = "SLOW",
     [FAKE_PING_FIRST] = "PING_FIRST",
@@ -221,7 +222,6 @@ static const char *const fk_names[FAKE_BEHAVIOR_COUNT] = {
     [FAKE_FDS_TOO_MANY] = "FDS_TOO_MANY",
     [FAKE_FDS_NO_COUNT] = "FDS_NO_COUNT",
     [FAKE_FDS_UNANNOUNCED] = "FDS_UNANNOUNCED",
-    [FAKE_CLOSE_AFTER_REPLY] = "CLOSE_AFTER_REPLY",
 };
 
 const char *fake_behavior_name(fake_behavior b)
@@ -1338,7 +1338,7 @@ static int stream_input(fake_conn *c, const unsigned char *hdr, const unsigned c
 static int is_call_fault(fake_behavior b)
 {
     return (b >= FAKE_GARBAGE && b <= FAKE_MAX_REPLY) ||
-           (b >= FAKE_FDS_MISSING && b <= FAKE_FDS_UNANNOUNCED) || b == FAKE_CLOSE_AFTER_REPLY;
+           (b >= FAKE_FDS_MISSING && b <= FAKE_FDS_UNANNOUNCED);
 }
 
 /* Handles one complete packet p[0..len) (a CALL_WITH_FDS's descriptors are

@@ -102,6 +102,9 @@ typedef enum fake_behavior {
     FAKE_ERROR_REPLY,     /* status ERROR with remote_error code 42, domain 10,
                            * level 2, message FAKE_ERROR_MESSAGE */
     FAKE_CLOSE_MID_REPLY, /* the first half of the reply's bytes, then close */
+    FAKE_CLOSE_AFTER_REPLY, /* the correct reply, then the connection closed
+                             * (a daemon restarted, or dropping an idle
+                             * client) */
     FAKE_NEVER_ANSWER,    /* read the call, never answer, keep the socket */
     FAKE_SLOW,            /* answer after slow_ms */
     FAKE_PING_FIRST,      /* a keepalive PING, then the reply */
@@ -128,9 +131,6 @@ typedef enum fake_behavior {
                            * client never asked for; the fake closes its
                            * copy); UNIX sockets only, over TCP the reply
                            * is merely correct */
-    FAKE_CLOSE_AFTER_REPLY, /* the correct reply, then the connection closed
-                             * (a daemon restarted, or dropping an idle
-                             * client) */
     FAKE_BEHAVIOR_COUNT
 } fake_behavior;
 
